@@ -1,0 +1,136 @@
+"""Checks applied once at the door of every public entry point.
+
+Every function that accepts a label volume calls :func:`check_label_volume` so that a
+wrong input fails early with a message naming the problem, instead of failing deep
+inside numpy or scipy with a traceback the user cannot act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_label_volume", "check_spacing"]
+
+
+def _describe(volume: Any) -> str:
+    return f"{type(volume).__name__}"
+
+
+def check_label_volume(
+    volume: Any,
+    *,
+    name: str = "volume",
+    allow_empty: bool = False,
+    check_negative: bool = True,
+) -> np.ndarray:
+    """Validate a 3D integer label volume and return it as an ndarray (never copied).
+
+    Parameters
+    ----------
+    volume : array-like of shape (Z, Y, X)
+        Integer labels, ``0`` is background. Anything exposing ``__array__``
+        (NumPy, memory-mapped, Zarr or Dask arrays) is accepted; it is read, never
+        written.
+    name : str, default="volume"
+        How the argument is called in error messages.
+    allow_empty : bool, default=False
+        Accept a volume with no labelled voxel (all background). A volume with zero
+        voxels is always refused.
+    check_negative : bool, default=True
+        Scan signed volumes for negative labels. Turn off only for out-of-core arrays
+        whose slabs are checked one at a time.
+
+    Returns
+    -------
+    volume : ndarray
+        The same data; a view of the input when it already was an ndarray.
+
+    Raises
+    ------
+    TypeError
+        If ``volume`` is not array-like, or its dtype is boolean, floating point,
+        complex or object.
+    ValueError
+        If it is not 3D, has no voxels, has negative labels, or (unless
+        ``allow_empty``) has no labelled voxel.
+    """
+    if volume is None or isinstance(volume, (str, bytes, dict)):
+        raise TypeError(f"{name} must be a 3D integer array, got {_describe(volume)}.")
+    if not isinstance(volume, np.ndarray):
+        try:
+            volume = np.asarray(volume)
+        except Exception as exc:  # pragma: no cover - exotic array-likes
+            raise TypeError(
+                f"{name} must be a 3D integer array, got {_describe(volume)} "
+                f"that cannot be converted: {exc}"
+            ) from None
+    if volume.dtype == object:
+        raise TypeError(f"{name} must be a 3D integer array, got an object array.")
+    if volume.ndim != 3:
+        raise ValueError(
+            f"{name} must be 3D with axes (Z, Y, X), got ndim={volume.ndim} "
+            f"with shape {volume.shape}."
+        )
+    kind = volume.dtype.kind
+    if kind == "b":
+        raise TypeError(
+            f"{name} has dtype bool: a label volume needs one integer id per cell. "
+            "Convert a binary mask with skimage.measure.label(mask) or mask.astype(np.uint32)."
+        )
+    if kind in "fc":
+        raise TypeError(
+            f"{name} has dtype {volume.dtype}: labels must be integers. If the values are "
+            "whole numbers, convert with volume.astype(np.uint32)."
+        )
+    if kind not in "iu":
+        raise TypeError(f"{name} has dtype {volume.dtype}: labels must be integers.")
+    if volume.size == 0:
+        raise ValueError(f"{name} is empty: shape {volume.shape} has no voxels.")
+    if check_negative and kind == "i":
+        lowest = volume.min()
+        if lowest < 0:
+            raise ValueError(
+                f"{name} has negative labels (minimum {int(lowest)}); labels must be >= 0 "
+                "with 0 as background."
+            )
+    if not allow_empty and not volume.any():
+        raise ValueError(f"{name} has no labelled voxel: every voxel is 0 (background).")
+    return volume
+
+
+def check_spacing(spacing: Sequence[Real] | Real | None, *, ndim: int = 3) -> tuple[float, ...]:
+    """Validate a voxel spacing and return it as a tuple of ``ndim`` positive floats.
+
+    Parameters
+    ----------
+    spacing : sequence of float, float or None
+        Physical size of a voxel along each axis, (z, y, x) for 3D. A scalar applies to
+        every axis; ``None`` means unit spacing.
+    ndim : int, default=3
+        Number of axes.
+
+    Returns
+    -------
+    spacing : tuple of float
+    """
+    if spacing is None:
+        return (1.0,) * ndim
+    if isinstance(spacing, Real) and not isinstance(spacing, bool):
+        values = (float(spacing),) * ndim
+    else:
+        try:
+            values = tuple(float(s) for s in spacing)  # type: ignore[union-attr]
+        except TypeError:
+            raise TypeError(
+                f"spacing must be a number or a sequence of {ndim} numbers, got "
+                f"{_describe(spacing)}."
+            ) from None
+    if len(values) != ndim:
+        raise ValueError(f"spacing must have {ndim} values, got {len(values)}: {values}.")
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing values must be finite and > 0, got {values}.")
+    return values

@@ -1,0 +1,349 @@
+"""Earth mover's (Wasserstein-1) distance between two 2D masks.
+
+A mask is read as a cloud of pixel centres in physical units (``spacing``) carrying
+uniform mass ``1/|M|``. The distance is the W1 optimal transport cost with Euclidean
+ground cost (not squared), so translating a mask by a vector ``t`` gives exactly ``|t|``.
+
+Why the computation is cheaper than it looks
+--------------------------------------------
+W1 with a metric ground cost depends only on the signed difference ``mu - nu``
+(Kantorovich-Rubinstein duality): mass that sits on a pixel of both masks does not need to
+travel. Every method here therefore transports the positive part of ``mu - nu`` onto its
+negative part. For two masks of sizes ``n <= m`` sharing ``c`` pixels, one side is the
+smaller mask (shared pixels carry only ``1/n - 1/m``) and the other side is only the
+``m - c`` pixels of the larger mask outside the smaller one. Consecutive layers of a cell
+overlap a lot, so the exact problem shrinks from ``n x m`` to ``n x (m - c)``; for equal
+sizes the shared pixels drop out completely. The result is exact, not an approximation.
+
+Methods
+-------
+``"exact"``
+    POT's network simplex (``ot.emd2``) on the reduced problem, cost from
+    ``scipy.spatial.distance.cdist``.
+``"coarse"``
+    Exact EMD after summing each side of the signed difference into ``k x k`` pixel
+    blocks (mass-weighted centroids), with the smallest ``k`` that leaves at most
+    ``max_exact_points`` blocks per side. ``k = 1`` is the exact problem. The error is
+    at most the transported mass times the block half-diagonal, and the transported mass
+    is small for overlapping layers.
+``"sliced"``
+    Sliced W1: the signed difference is projected onto ``n_projections`` directions
+    evenly spread over the half circle (one seeded random rotation), the 1D W1 of each
+    projection is ``integral |CDF difference|``, and the average is scaled by ``pi / 2``
+    because ``E_theta |<t, theta>| = (2 / pi) |t|`` on the unit circle. The estimate is
+    exact for translations and biased low for other shape changes (a different quantity,
+    not a noisy version of W1).
+``"auto"``
+    Exact when both sides of the reduced problem have at most ``max_exact_points``
+    points, else ``"coarse"`` (the two coincide). Measured on 40 random pairs of
+    consecutive layers of large cells (800-3,800 px) of ``plant_tissue_a``, relative
+    error against exact (median / max) and time per pair on one core:
+
+    ===========================  =================  =================
+    method                       every layer        every 4th layer
+    ===========================  =================  =================
+    exact (reduced problem)      0 / 0, 50 ms       0 / 0, 161 ms
+    coarse, 400 points (auto)    0.12 % / 0.85 %,   0.18 % / 0.76 %,
+                                 1.7 ms             2.8 ms
+    coarse, 1000 points          0.07 % / 0.34 %,   0.11 % / 0.50 %,
+                                 4.7 ms             8.0 ms
+    sliced, 64 projections       0.8 % / 23 %,      1.6 % / 29 %,
+                                 3.0 ms             3.7 ms
+    ===========================  =================  =================
+
+    Sliced is biased low on shape changes (up to 29 % here) and more projections do not
+    reduce that bias, so ``"auto"`` never picks it; it stays available for masks far
+    larger than these.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import ot as pot
+from scipy.spatial.distance import cdist
+from sklearn.utils import check_random_state
+
+from ._validation import check_spacing
+
+__all__ = ["DEFAULT_MAX_EXACT_POINTS", "mask_wasserstein", "pairwise_layer_distances"]
+
+#: Largest number of support points per side solved exactly by default. Measured on 40
+#: consecutive-layer pairs of large plant cells (800-3,800 px): coarse EMD at 400 points
+#: is within 0.2 % (median) / 0.9 % (max) of the exact value in 2-3 ms, against
+#: 50-160 ms for the exact reduced problem.
+DEFAULT_MAX_EXACT_POINTS: int = 400
+
+_METHODS = ("auto", "exact", "sliced", "coarse")
+# Network simplex needs more pivots than POT's default cap on problems of ~1e3 x 1e3.
+_NUM_ITER_MAX = 10_000_000
+
+
+def _check_mask(mask: Any, name: str) -> np.ndarray:
+    if mask is None or isinstance(mask, (str, bytes, dict)):
+        raise TypeError(f"{name} must be a 2D boolean array, got {type(mask).__name__}.")
+    arr = np.asarray(mask)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a 2D boolean array, got an object array.")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2D, got ndim={arr.ndim} with shape {arr.shape}.")
+    if arr.dtype.kind == "b":
+        return arr
+    if arr.dtype.kind in "iu":
+        # Integer 0/1 masks are common (e.g. ``labels == i`` saved as uint8).
+        return arr != 0
+    raise TypeError(
+        f"{name} must be a boolean mask, got dtype {arr.dtype}; use `mask > 0` to convert."
+    )
+
+
+def _check_params(method: str, max_exact_points: Any, n_projections: Any) -> None:
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
+    for name, value in (("max_exact_points", max_exact_points), ("n_projections", n_projections)):
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _signed_parts(
+    mask1: np.ndarray, mask2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Pixel coordinates and masses of the positive and negative parts of mu1 - mu2.
+
+    Returns ``(pos_rc, pos_w, neg_rc, neg_w, total)`` with integer (row, col) coordinates
+    relative to the joint bounding box and masses summing to ``total`` on each side.
+    """
+    union = mask1 | mask2
+    rows = np.flatnonzero(union.any(axis=1))
+    cols = np.flatnonzero(union.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    m1, m2 = mask1[box], mask2[box]
+    n1, n2 = int(np.count_nonzero(m1)), int(np.count_nonzero(m2))
+    net = m1 * (1.0 / n1) - m2 * (1.0 / n2)
+    # Shared pixels of equal-size masks cancel up to rounding: treat those as zero.
+    tol = 1e-12 / min(n1, n2)
+    pos_rc = np.argwhere(net > tol)
+    neg_rc = np.argwhere(net < -tol)
+    pos_w = net[pos_rc[:, 0], pos_rc[:, 1]]
+    neg_w = -net[neg_rc[:, 0], neg_rc[:, 1]]
+    total = float(pos_w.sum())
+    return pos_rc, pos_w, neg_rc, neg_w, total
+
+
+def _emd(pos_xy: np.ndarray, pos_w: np.ndarray, neg_xy: np.ndarray, neg_w: np.ndarray) -> float:
+    """Exact W1 between two weighted point clouds of equal total mass."""
+    total = pos_w.sum()
+    a = pos_w / total
+    b = neg_w / neg_w.sum()
+    cost = cdist(pos_xy, neg_xy)
+    return float(pot.emd2(a, b, cost, numItermax=_NUM_ITER_MAX)) * float(total)
+
+
+def _coarsen(rc: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum masses into ``k x k`` blocks; return mass-weighted block centroids (rows, cols)."""
+    if k == 1:
+        return rc.astype(float), w
+    block_r, block_c = rc[:, 0] // k, rc[:, 1] // k
+    ncols = int(block_c.max()) + 1
+    keys = block_r * ncols + block_c
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    mass = np.bincount(inverse, weights=w, minlength=uniq.size)
+    r = np.bincount(inverse, weights=w * rc[:, 0], minlength=uniq.size) / mass
+    c = np.bincount(inverse, weights=w * rc[:, 1], minlength=uniq.size) / mass
+    return np.column_stack([r, c]), mass
+
+
+def _n_blocks(rc: np.ndarray, k: int) -> int:
+    if k == 1:
+        return rc.shape[0]
+    block_r, block_c = rc[:, 0] // k, rc[:, 1] // k
+    return np.unique(block_r * (int(block_c.max()) + 1) + block_c).size
+
+
+def _coarse_emd(
+    pos_rc: np.ndarray,
+    pos_w: np.ndarray,
+    neg_rc: np.ndarray,
+    neg_w: np.ndarray,
+    scale: np.ndarray,
+    max_points: int,
+) -> float:
+    n_max = max(pos_rc.shape[0], neg_rc.shape[0])
+    # Blocks of k x k hold at most k^2 points: start from the size that could suffice.
+    k = max(1, int(np.ceil(np.sqrt(n_max / max_points))))
+    while _n_blocks(pos_rc, k) > max_points or _n_blocks(neg_rc, k) > max_points:
+        k += 1
+    pos_xy, pos_m = _coarsen(pos_rc, pos_w, k)
+    neg_xy, neg_m = _coarsen(neg_rc, neg_w, k)
+    return _emd(pos_xy * scale, pos_m, neg_xy * scale, neg_m)
+
+
+def _projection_angles(n_projections: int, random_state: Any) -> np.ndarray:
+    if isinstance(random_state, np.random.Generator):
+        offset = random_state.uniform()
+    else:
+        offset = check_random_state(random_state).uniform()
+    # Evenly spread directions with one random rotation: a periodic quadrature that
+    # converges much faster than independent random directions.
+    return (np.arange(n_projections) + offset) * (np.pi / n_projections)
+
+
+def _sliced_emd(
+    pos_xy: np.ndarray,
+    pos_w: np.ndarray,
+    neg_xy: np.ndarray,
+    neg_w: np.ndarray,
+    angles: np.ndarray,
+) -> float:
+    points = np.concatenate([pos_xy, neg_xy])
+    mass = np.concatenate([pos_w, -neg_w])
+    directions = np.stack([np.cos(angles), np.sin(angles)])  # (2, P)
+    proj = (points @ directions).T  # (P, N)
+    order = np.argsort(proj, axis=1, kind="stable")
+    sorted_proj = np.take_along_axis(proj, order, axis=1)
+    # 1D W1 of a signed measure = integral of |cumulative mass| between sorted positions.
+    cum = np.cumsum(mass[order], axis=1)[:, :-1]
+    w1 = np.sum(np.abs(cum) * np.diff(sorted_proj, axis=1), axis=1)
+    return float(w1.mean() * (np.pi / 2.0))
+
+
+def mask_wasserstein(
+    mask1: Any,
+    mask2: Any,
+    *,
+    spacing: Any = (1.0, 1.0),
+    method: str = "auto",
+    max_exact_points: int = DEFAULT_MAX_EXACT_POINTS,
+    n_projections: int = 64,
+    random_state: Any = None,
+) -> float:
+    """Wasserstein-1 distance between two 2D masks seen as uniform pixel clouds.
+
+    Parameters
+    ----------
+    mask1, mask2 : array-like of bool, shape (H, W)
+        Masks in one common frame (same shape). Integer 0/1 masks are accepted. Never
+        modified.
+    spacing : float or (float, float), default=(1.0, 1.0)
+        Physical (row, column) pixel size; distances are returned in these units.
+    method : {"auto", "exact", "coarse", "sliced"}, default="auto"
+        See the module docstring. ``"auto"`` is exact when both sides of the reduced
+        problem have at most ``max_exact_points`` points and ``"coarse"`` otherwise.
+    max_exact_points : int, default=400
+        Largest number of support points per side given to the exact solver (``"auto"``,
+        ``"coarse"``). ``"exact"`` ignores it.
+    n_projections : int, default=64
+        Number of directions for ``"sliced"``.
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds the rotation of the projection directions (``"sliced"`` only; the other
+        methods are deterministic).
+
+    Returns
+    -------
+    distance : float
+        W1 between the uniform distributions on the two masks; 0.0 for identical masks.
+
+    Raises
+    ------
+    ValueError
+        If a mask is empty, the shapes differ, or a parameter is invalid.
+    TypeError
+        If a mask is not a 2D boolean (or integer 0/1) array.
+    """
+    m1 = _check_mask(mask1, "mask1")
+    m2 = _check_mask(mask2, "mask2")
+    if m1.shape != m2.shape:
+        raise ValueError(f"masks must share one frame, got shapes {m1.shape} and {m2.shape}.")
+    _check_params(method, max_exact_points, n_projections)
+    scale = np.asarray(check_spacing(spacing, ndim=2))
+    for name, m in (("mask1", m1), ("mask2", m2)):
+        if not m.any():
+            raise ValueError(f"{name} is empty: the distance to an empty mask is undefined.")
+    return _distance(m1, m2, scale, method, max_exact_points, n_projections, random_state)
+
+
+def _distance(
+    m1: np.ndarray,
+    m2: np.ndarray,
+    scale: np.ndarray,
+    method: str,
+    max_exact_points: int,
+    n_projections: int,
+    random_state: Any,
+) -> float:
+    """:func:`mask_wasserstein` on validated, non-empty masks."""
+    pos_rc, pos_w, neg_rc, neg_w, total = _signed_parts(m1, m2)
+    if pos_rc.shape[0] == 0 or neg_rc.shape[0] == 0 or total <= 0.0:
+        return 0.0
+    if method == "sliced":
+        angles = _projection_angles(n_projections, random_state)
+        return _sliced_emd(pos_rc * scale, pos_w, neg_rc * scale, neg_w, angles)
+    if method == "exact":
+        return _emd(pos_rc * scale, pos_w, neg_rc * scale, neg_w)
+    # "auto" and "coarse" coincide: coarse with blocks of one pixel is the exact problem.
+    return _coarse_emd(pos_rc, pos_w, neg_rc, neg_w, scale, max_exact_points)
+
+
+def pairwise_layer_distances(
+    stack: Any,
+    *,
+    spacing: Any = (1.0, 1.0),
+    method: str = "auto",
+    max_exact_points: int = DEFAULT_MAX_EXACT_POINTS,
+    n_projections: int = 64,
+    random_state: Any = None,
+) -> np.ndarray:
+    """W1 distances between consecutive non-empty layers of a stack of 2D masks.
+
+    Parameters
+    ----------
+    stack : array-like of bool, shape (n, H, W)
+        Layers of one cell. Empty layers are skipped, so layer ``i`` is compared with
+        the next layer that has a pixel.
+    spacing, method, max_exact_points, n_projections, random_state
+        As in :func:`mask_wasserstein`. One random generator is drawn from
+        ``random_state`` and used for the layers in order, so the result is
+        deterministic for an integer seed.
+
+    Returns
+    -------
+    distances : ndarray of float, shape (n_nonempty - 1,)
+        Empty when the stack has fewer than two non-empty layers.
+    """
+    if stack is None or isinstance(stack, (str, bytes, dict)):
+        raise TypeError(f"stack must be a 3D boolean array, got {type(stack).__name__}.")
+    arr = np.asarray(stack)
+    if arr.ndim != 3:
+        raise ValueError(f"stack must be 3D (n, H, W), got ndim={arr.ndim}, shape {arr.shape}.")
+    if arr.dtype.kind in "iu":
+        arr = arr != 0
+    elif arr.dtype.kind != "b":
+        raise TypeError(f"stack must be a boolean array, got dtype {arr.dtype}.")
+    _check_params(method, max_exact_points, n_projections)
+    scale = np.asarray(check_spacing(spacing, ndim=2))
+    return _layer_distances(arr, scale, method, max_exact_points, n_projections, random_state)
+
+
+def _layer_distances(
+    stack: np.ndarray,
+    scale: np.ndarray,
+    method: str,
+    max_exact_points: int,
+    n_projections: int,
+    random_state: Any,
+) -> np.ndarray:
+    """:func:`pairwise_layer_distances` on a validated bool stack."""
+    keep = np.flatnonzero(stack.any(axis=(1, 2)))
+    rng = (
+        random_state
+        if isinstance(random_state, np.random.Generator)
+        else check_random_state(random_state)
+    )
+    out = np.empty(max(keep.size - 1, 0), dtype=float)
+    for j in range(out.size):
+        out[j] = _distance(
+            stack[keep[j]], stack[keep[j + 1]], scale, method, max_exact_points, n_projections, rng
+        )
+    return out

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from sklearn_overseg.cells import CellIndex
+
+
+def _volume():
+    vol = np.zeros((4, 5, 6), dtype=np.uint16)
+    vol[0:2, 0:2, 0:3] = 3
+    vol[1:4, 3:5, 2:6] = 7
+    vol[3, 0, 0] = 7  # a second, disconnected piece of cell 7
+    return vol
+
+
+def test_index_extents_and_counts():
+    vol = _volume()
+    vol.setflags(write=False)
+    index = CellIndex.from_volume(vol)
+    assert index.labels.tolist() == [3, 7]
+    assert index.bboxes.tolist() == [[0, 2, 0, 2, 0, 3], [1, 4, 0, 5, 0, 6]]
+    assert index.voxel_counts.tolist() == [12, 25]
+    assert index.z_first.tolist() == [0, 1]
+    assert index.z_last.tolist() == [1, 3]
+    assert index.mask(3, 1).tolist() == [[True] * 3] * 2
+    stack = index.stack(7)
+    assert stack.shape == (3, 5, 6) and stack.sum() == 25
+
+
+def test_positions_absent_ids():
+    index = CellIndex.from_volume(_volume())
+    assert index.positions(np.array([0, 3, 5, 7, 100])).tolist() == [-1, 0, -1, 1, -1]
+    with pytest.raises(KeyError, match="label 5"):
+        index.position(5)
+
+
+def test_sparse_huge_ids_match_dense():
+    vol = _volume().astype(np.uint64)
+    sparse = vol.copy()
+    sparse[vol == 3] = 4_000_000_000
+    sparse[vol == 7] = 2**40
+    dense_index = CellIndex.from_volume(vol)
+    sparse_index = CellIndex.from_volume(sparse)
+    assert sparse_index.lookup is None
+    assert sparse_index.labels.tolist() == [4_000_000_000, 2**40]
+    np.testing.assert_array_equal(sparse_index.bboxes, dense_index.bboxes)
+    np.testing.assert_array_equal(sparse_index.voxel_counts, dense_index.voxel_counts)
+    assert sparse_index.positions(np.array([2**40, 5])).tolist() == [1, -1]
+
+
+def test_empty_volume_allowed_in_index():
+    index = CellIndex.from_volume(np.zeros((2, 3, 3), dtype=np.uint8))
+    assert len(index) == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        (np.zeros((3, 3), dtype=np.uint8), ValueError, "ndim=2"),
+        (np.ones((2, 2, 2), dtype=float), TypeError, "float64"),
+        (np.ones((2, 2, 2), dtype=bool), TypeError, "bool"),
+        (-np.ones((2, 2, 2), dtype=np.int32), ValueError, "negative"),
+        (np.zeros((0, 2, 2), dtype=np.int32), ValueError, "empty"),
+    ],
+)
+def test_bad_volumes_refused(bad, error, match):
+    with pytest.raises(error, match=match):
+        CellIndex.from_volume(bad)
+
+
+def test_index_on_real_volume_matches_bruteforce(plant_ovule):
+    index = CellIndex.from_volume(plant_ovule)
+    for label in index.labels[:: max(1, len(index) // 8)]:
+        zz, yy, xx = np.nonzero(plant_ovule == label)
+        pos = index.position(label)
+        assert index.bboxes[pos].tolist() == [
+            zz.min(), zz.max() + 1, yy.min(), yy.max() + 1, xx.min(), xx.max() + 1
+        ]
+        assert index.voxel_counts[pos] == zz.size
