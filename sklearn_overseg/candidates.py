@@ -4,6 +4,10 @@ Feature transformers read only this table, never the volume. That is what lets a
 table be split with ``GroupKFold(groups=table["volume"])``, cached, shipped to joblib
 or Dask workers, and concatenated across volumes.
 
+``voxels_a``/``voxels_b`` are the cells' sizes, and ``ref_layers``/``ref_voxels`` the
+median z-extent and size of all cells of the volume: a scale that lets a model ask
+whether A and B together would make an unusually tall or large cell.
+
 Each row carries a :class:`PairGeometry` in its ``geometry`` column: the per-layer 2D
 masks of cell A and cell B, cropped to one common in-plane frame and ordered along the
 cut normal so that ``a[-1]`` and ``b[0]`` face each other across the gap.
@@ -36,6 +40,10 @@ CANDIDATE_COLUMNS: tuple[str, ...] = (
     "z_b_last",
     "overlap_px",
     "contact_px",
+    "voxels_a",
+    "voxels_b",
+    "ref_layers",
+    "ref_voxels",
     "geometry",
 )
 
@@ -119,6 +127,10 @@ def empty_candidate_table() -> pd.DataFrame:
             "z_b_last": pd.Series([], dtype=np.int64),
             "overlap_px": pd.Series([], dtype=np.int64),
             "contact_px": pd.Series([], dtype=np.int64),
+            "voxels_a": pd.Series([], dtype=np.int64),
+            "voxels_b": pd.Series([], dtype=np.int64),
+            "ref_layers": pd.Series([], dtype=np.float64),
+            "ref_voxels": pd.Series([], dtype=np.float64),
             "geometry": pd.Series([], dtype=object),
         }
     )

@@ -87,9 +87,9 @@ class CellIndex:
             voxel_counts = np.bincount(positions.ravel(), minlength=len(labels) + 1)[1:]
             voxel_counts = voxel_counts.astype(np.int64)
             lookup = None
-        bboxes = np.array(
-            [[s.start, s.stop] for sl in chosen for s in sl], dtype=np.int64
-        ).reshape(-1, 6)
+        bboxes = np.array([[s.start, s.stop] for sl in chosen for s in sl], dtype=np.int64).reshape(
+            -1, 6
+        )
         return cls(volume, labels, bboxes, voxel_counts, lookup)
 
     def __len__(self) -> int:
@@ -157,9 +157,7 @@ class CellIndex:
         y0, y1, x0, x1 = frame
         return self.volume[z, y0:y1, x0:x1] == label
 
-    def stack(
-        self, label: int, frame: tuple[int, int, int, int] | None = None
-    ) -> np.ndarray:
+    def stack(self, label: int, frame: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """3D mask of a cell over its z range, shape (n_layers, H, W), cropped to ``frame``."""
         pos = self.position(label)
         z0, z1 = (int(v) for v in self.bboxes[pos, :2])

@@ -274,9 +274,7 @@ class AxialGapScreener(BaseEstimator):
     def _check_params(self) -> None:
         self._validate_params()
         if self.min_gap > self.max_gap:
-            raise ValueError(
-                f"min_gap ({self.min_gap}) must not exceed max_gap ({self.max_gap})."
-            )
+            raise ValueError(f"min_gap ({self.min_gap}) must not exceed max_gap ({self.max_gap}).")
 
     def fit(self, X=None, y=None):
         """Check the parameters; screening learns nothing.
@@ -330,8 +328,14 @@ class AxialGapScreener(BaseEstimator):
             min_overlap_fraction=self.min_overlap_fraction,
             min_blocking_fraction=self.min_blocking_fraction,
         )
-        return build_table(index, pairs, volume_id=str(volume_id), kind="axial",
-                           spacing=spacing, n_jobs=self.n_jobs)
+        return build_table(
+            index,
+            pairs,
+            volume_id=str(volume_id),
+            kind="axial",
+            spacing=spacing,
+            n_jobs=self.n_jobs,
+        )
 
     def transform(self, X, y=None) -> pd.DataFrame:
         """Screen a list of volumes; volume ids are their positions ``"0"``, ``"1"``, ...
@@ -355,8 +359,7 @@ def _as_volume_list(X) -> list:
     if isinstance(X, (list, tuple)):
         return list(X)
     raise TypeError(
-        "X must be a list of 3D label volumes (or a dict of id to volume), got "
-        f"{type(X).__name__}."
+        f"X must be a list of 3D label volumes (or a dict of id to volume), got {type(X).__name__}."
     )
 
 
@@ -416,6 +419,10 @@ def build_table(
                 if "contact_px" in pairs
                 else np.zeros(len(pairs), dtype=np.int64)
             ),
+            "voxels_a": index.voxel_counts[pos_a],
+            "voxels_b": index.voxel_counts[pos_b],
+            "ref_layers": float(np.median(index.z_last - index.z_first + 1)),
+            "ref_voxels": float(np.median(index.voxel_counts)),
             "geometry": pd.Series(geoms, dtype=object).to_numpy(),
         },
         index=pd.Index(candidate_ids(volume_id, cell_a, cell_b, kinds), name="candidate"),

@@ -1,0 +1,316 @@
+"""The ``overseg`` command.
+
+User errors (bad files, bad volumes, bad options) end with exit code 2 and a one-line
+message on stderr, never a traceback; outputs are written atomically, so a failed run
+leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class UserError(Exception):
+    """A problem the user can fix; reported in one line with exit code 2."""
+
+
+def _progress(quiet: bool, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False)
+
+
+def _say(args, message: str) -> None:
+    if not args.quiet:
+        print(message)
+
+
+def _write_csv_atomic(table, path: Path, overwrite: bool) -> None:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            table.to_csv(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_output(path: str, overwrite: bool) -> Path:
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist.")
+    return out
+
+
+def _screener(kind: str, max_gap: int):
+    from .screening import AxialGapScreener
+
+    if kind == "axial":
+        return AxialGapScreener(max_gap=max_gap)
+    try:
+        from .contact import ContactScreener, CombinedScreener
+    except ImportError:  # pragma: no cover - until tilted cuts ship
+        raise UserError(f"--screen {kind} is not available in this version.") from None
+    if kind == "contact":
+        return ContactScreener()
+    return CombinedScreener(axial=AxialGapScreener(max_gap=max_gap))
+
+
+def _load_model(path):
+    from .pretrained import load_pretrained
+
+    return load_pretrained(path)
+
+
+def cmd_correct(args) -> int:
+    from sklearn.base import clone
+
+    from .io import load_volume, save_volume
+
+    out = _check_output(args.output, args.overwrite)
+    if args.report:
+        _check_output(args.report, args.overwrite)
+    timings = {}
+    with _progress(args.quiet, 4, "correct") as bar:
+        t0 = time.perf_counter()
+        volume, spacing = load_volume(args.input, key=args.key, return_spacing=True)
+        timings["load"] = time.perf_counter() - t0
+        bar.update()
+        t0 = time.perf_counter()
+        corrector = _load_model(args.model)
+        if args.screen != "axial" or args.max_gap is not None:
+            corrector.screener_ = clone(_screener(args.screen, args.max_gap or 1))
+        corrector.set_params(
+            threshold=args.threshold, n_jobs=args.n_jobs, interpolation=args.interpolation
+        )
+        timings["model"] = time.perf_counter() - t0
+        bar.update()
+        t0 = time.perf_counter()
+        corrected, decisions = corrector.correct(volume, spacing=spacing)
+        timings["correct"] = time.perf_counter() - t0
+        bar.update()
+        t0 = time.perf_counter()
+        save_volume(out, corrected, spacing=spacing, overwrite=args.overwrite)
+        if args.report:
+            _write_csv_atomic(decisions, Path(args.report), args.overwrite)
+        if args.plot:
+            from .plotting import plot_orthogonal_views
+
+            plot_orthogonal_views(
+                volume,
+                corrected,
+                decisions=decisions,
+                spacing=spacing,
+                path=args.plot,
+                overwrite=args.overwrite,
+            )
+        timings["write"] = time.perf_counter() - t0
+        bar.update()
+    n_merged = int(decisions["merged"].sum()) if len(decisions) else 0
+    _say(
+        args,
+        f"{args.input}: {len(decisions)} candidates, {n_merged} merged, "
+        f"{int(decisions['filled_voxels'].sum()) if len(decisions) else 0} voxels filled "
+        f"-> {out} ({sum(timings.values()):.1f} s: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+        + ")",
+    )
+    return 0
+
+
+def cmd_screen(args) -> int:
+    from .io import load_volume
+
+    out = _check_output(args.output, args.overwrite)
+    volume, spacing = load_volume(args.input, key=args.key, return_spacing=True)
+    table = _screener(args.screen, args.max_gap or 1).screen(
+        volume, volume_id=Path(args.input).stem, spacing=spacing
+    )
+    _write_csv_atomic(table.drop(columns=["geometry"]), out, args.overwrite)
+    _say(args, f"{args.input}: {len(table)} candidates -> {out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .corrector import SegmentationCorrector
+    from .io import load_volume
+    from .persistence import save_estimator
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+    volumes = {}
+    for path in args.ground_truth:
+        volumes[Path(path).stem] = load_volume(path, key=args.key)
+    corrector = SegmentationCorrector(
+        screener=_screener(args.screen, args.max_gap or 1),
+        split_fraction=args.split_fraction,
+        n_repeats=args.repeats,
+        z_subsample=tuple(args.z_subsample),
+        n_jobs=args.n_jobs,
+        random_state=args.seed,
+    )
+    t0 = time.perf_counter()
+    corrector.fit(volumes)
+    save_estimator(
+        corrector,
+        out,
+        overwrite=args.overwrite,
+        metadata={"trained_on": [str(p) for p in args.ground_truth]},
+    )
+    _say(
+        args,
+        f"trained on {corrector.n_training_pairs_} pairs {corrector.training_balance_} "
+        f"in {time.perf_counter() - t0:.1f} s -> {out}",
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .io import load_volume
+    from .metrics import segmentation_scores
+
+    pred = load_volume(args.prediction, key=args.key)
+    gt = load_volume(args.ground_truth, key=args.key)
+    scores = segmentation_scores(pred, gt)
+    for name, value in scores.items():
+        print(f"{name}\t{value:.4f}" if isinstance(value, float) else f"{name}\t{value}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .datasets import load_demo
+    from .metrics import mean_average_precision, pair_scores
+
+    demo = load_demo()
+    corrector = _load_model(args.model)
+    t0 = time.perf_counter()
+    corrected, decisions = corrector.correct(demo.labels, spacing=demo.spacing)
+    elapsed = time.perf_counter() - t0
+    merged = decisions[decisions["merged"]]
+    truth = list(zip(demo.merges["cell_a"], demo.merges["cell_b"], strict=True))
+    pairs = pair_scores(list(zip(merged["cell_a"], merged["cell_b"], strict=True)), truth)
+    columns = ["cell_a", "cell_b", "gap", "probability", "merged", "reason", "filled_voxels"]
+    print(decisions[columns].to_string(max_rows=40))
+    print(
+        f"\ndemo volume {demo.labels.shape} ({demo.description.splitlines()[0]}): "
+        f"{len(decisions)} candidates, {len(merged)} merged in {elapsed:.1f} s; "
+        f"pair precision {pairs['precision']:.2f} recall {pairs['recall']:.2f} "
+        f"F1 {pairs['f1']:.2f}; mAP {mean_average_precision(demo.labels, demo.ground_truth):.3f}"
+        f" -> {mean_average_precision(corrected, demo.ground_truth):.3f}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``overseg`` command."""
+    parser = argparse.ArgumentParser(
+        prog="overseg",
+        description="Find and repair oversegmentation in 3D cell label volumes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, *, output=True):
+        p.add_argument("--key", help="dataset key inside .h5/.zarr/.npz inputs")
+        p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+        if output:
+            p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    def screening(p):
+        p.add_argument(
+            "--screen",
+            choices=["axial", "contact", "both"],
+            default="axial",
+            help="candidate screening (default: axial)",
+        )
+        p.add_argument("--max-gap", type=int, default=None, help="most missing layers (axial)")
+
+    p = sub.add_parser("correct", help="correct a label volume")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    screening(p)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--interpolation", choices=["ot", "sdf", "none"], default="ot")
+    p.add_argument("--report", help="write the decision table as CSV")
+    p.add_argument("--plot", help="write an orthogonal-view figure (PNG)")
+    p.add_argument("--n-jobs", type=int, default=None)
+    common(p)
+    p.set_defaults(func=cmd_correct)
+
+    p = sub.add_parser("screen", help="write the candidate table as CSV")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    screening(p)
+    common(p)
+    p.set_defaults(func=cmd_screen)
+
+    p = sub.add_parser("train", help="train a model from ground-truth volumes")
+    p.add_argument("ground_truth", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    screening(p)
+    p.add_argument("--z-subsample", type=int, nargs="+", default=[1])
+    p.add_argument("--split-fraction", type=float, default=0.3)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=None)
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="mAP and Jaccard of a prediction against ground truth")
+    p.add_argument("prediction")
+    p.add_argument("ground_truth")
+    common(p, output=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="correct the bundled demo volume and score it")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``overseg`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (
+        getattr(args, "threshold", 0.5) is not None
+        and not 0 <= args.__dict__.get("threshold", 0.5) <= 1
+    ):
+        parser.error(f"--threshold must be between 0 and 1, got {args.threshold}")
+    try:
+        return args.func(args)
+    except (
+        UserError,
+        ValueError,
+        TypeError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        PermissionError,
+    ) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"overseg: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("overseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
