@@ -55,13 +55,14 @@ def _check_output(path: str, overwrite: bool) -> Path:
     return out
 
 
-def _screener(kind: str, max_gap: int):
+def _screener(kind: str, max_gap: int | None):
     from .screening import AxialGapScreener
 
+    max_gap = 1 if max_gap is None else max_gap
     if kind == "axial":
         return AxialGapScreener(max_gap=max_gap)
     try:
-        from .contact import ContactScreener, CombinedScreener
+        from .contact import CombinedScreener, ContactScreener
     except ImportError:  # pragma: no cover - until tilted cuts ship
         raise UserError(f"--screen {kind} is not available in this version.") from None
     if kind == "contact":
@@ -78,11 +79,18 @@ def _load_model(path):
 def cmd_correct(args) -> int:
     from sklearn.base import clone
 
-    from .io import load_volume, save_volume
+    from .io import load_volume, save_volume, volume_format
 
     out = _check_output(args.output, args.overwrite)
+    volume_format(out)  # an unknown extension fails now, not after the work
     if args.report:
         _check_output(args.report, args.overwrite)
+    if args.plot:
+        _check_output(args.plot, args.overwrite)
+        try:
+            from .plotting import plot_orthogonal_views
+        except ImportError as exc:
+            raise UserError(f"--plot is not available: {exc}") from None
     timings = {}
     with _progress(args.quiet, 4, "correct") as bar:
         t0 = time.perf_counter()
@@ -91,8 +99,11 @@ def cmd_correct(args) -> int:
         bar.update()
         t0 = time.perf_counter()
         corrector = _load_model(args.model)
-        if args.screen != "axial" or args.max_gap is not None:
-            corrector.screener_ = clone(_screener(args.screen, args.max_gap or 1))
+        if args.screen != "axial":
+            corrector.screener_ = clone(_screener(args.screen, args.max_gap))
+        elif args.max_gap is not None:
+            # Keep the trained screener's other settings (min_overlap, ...).
+            corrector.screener_ = clone(corrector.screener_).set_params(max_gap=args.max_gap)
         corrector.set_params(
             threshold=args.threshold, n_jobs=args.n_jobs, interpolation=args.interpolation
         )
@@ -107,8 +118,6 @@ def cmd_correct(args) -> int:
         if args.report:
             _write_csv_atomic(decisions, Path(args.report), args.overwrite)
         if args.plot:
-            from .plotting import plot_orthogonal_views
-
             plot_orthogonal_views(
                 volume,
                 corrected,
@@ -136,7 +145,7 @@ def cmd_screen(args) -> int:
 
     out = _check_output(args.output, args.overwrite)
     volume, spacing = load_volume(args.input, key=args.key, return_spacing=True)
-    table = _screener(args.screen, args.max_gap or 1).screen(
+    table = _screener(args.screen, args.max_gap).screen(
         volume, volume_id=Path(args.input).stem, spacing=spacing
     )
     _write_csv_atomic(table.drop(columns=["geometry"]), out, args.overwrite)
@@ -153,10 +162,11 @@ def cmd_train(args) -> int:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
     volumes = {}
-    for path in args.ground_truth:
-        volumes[Path(path).stem] = load_volume(path, key=args.key)
+    for i, path in enumerate(args.ground_truth):
+        name = Path(path).stem
+        volumes[name if name not in volumes else f"{name}#{i}"] = load_volume(path, key=args.key)
     corrector = SegmentationCorrector(
-        screener=_screener(args.screen, args.max_gap or 1),
+        screener=_screener(args.screen, args.max_gap),
         split_fraction=args.split_fraction,
         n_repeats=args.repeats,
         z_subsample=tuple(args.z_subsample),
@@ -299,13 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         ValueError,
         TypeError,
         KeyError,
-        FileNotFoundError,
-        FileExistsError,
-        IsADirectoryError,
-        PermissionError,
+        OSError,
     ) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"overseg: error: {message}", file=sys.stderr)
+        # One line, whatever the library put in its message.
+        print(f"overseg: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         print("overseg: interrupted", file=sys.stderr)

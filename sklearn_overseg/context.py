@@ -59,8 +59,7 @@ def _check_table(X: Any, owner: str) -> None:
     missing = [c for c in CONTEXT_COLUMNS if c not in X.columns]
     if missing:
         raise ValueError(
-            f"{owner} needs the screener's columns {missing}; the table has "
-            f"{list(X.columns)}."
+            f"{owner} needs the screener's columns {missing}; the table has {list(X.columns)}."
         )
 
 

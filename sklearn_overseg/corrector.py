@@ -7,17 +7,20 @@ parameters, fitted clones live in ``screener_`` and ``classifier_``. Volumes are
 samples, so ``GridSearchCV(corrector, ..., cv=GroupKFold)`` over volumes works, scored by
 mean mAP against ground truth.
 
-Correction follows the paper's appendix B.3. All candidates are judged once; accepted
+Correction follows the paper's appendix B.3 for axial pairs. All candidates are judged once; accepted
 pairs are made one-to-one (a cell's last layer continues into at most one cell below,
 the most probable); then merges are applied from top to bottom. A pair whose upper cell
 has already absorbed a cell above it is judged again on the merged cell's geometry, so
-a chain A–B–C becomes D = A∪B first and then D is compared with C.
+a chain A–B–C becomes D = A∪B first and then D is compared with C. Contact pairs (cuts
+by tilted surfaces, :mod:`sklearn_overseg.contact`) are merged as judged, without a
+second judgement or interpolation: there is no missing layer to recover.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -104,14 +107,18 @@ class SegmentationCorrector(BaseEstimator):
         Judges candidate tables (``predict_proba`` on the table); defaults to
         :func:`~sklearn_overseg.pipeline.make_default_pipeline`.
     threshold : float, default=0.5
-        Merge pairs whose probability of being one cell is at least this.
+        Merge pairs whose probability of being one cell exceeds this (so ``1.0`` merges
+        nothing and ``0.0`` everything with a non-zero probability).
     interpolation : {"ot", "sdf", "none"}, default="ot"
         How the missing layers of a merged axial pair are filled.
     only_background : bool, default=True
         Fill only background voxels; never overwrite another cell.
-    split_fraction, n_repeats, z_subsample
+    split_fraction, tilted_fraction, n_repeats, z_subsample, relabel_fraction
         Training synthesis when :meth:`fit` gets ground truth only (see
         :func:`~sklearn_overseg.synthesis.make_training_table`).
+    spacing : tuple of float, optional
+        Voxel size (z, y, x) of the volumes, used by every method unless a call gives
+        its own. Features are then in physical units.
     n_jobs : int, optional
         Parallel jobs for screening and features (a joblib ``parallel_config``).
     random_state : int, RandomState or None
@@ -123,21 +130,26 @@ class SegmentationCorrector(BaseEstimator):
         Fitted clone of ``screener``.
     classifier_ : classifier
         Fitted clone of ``classifier``.
+    spacing_ : tuple of float
+        Voxel size used in :meth:`fit`; the default of later calls.
     n_training_pairs_ : int
         Rows of the training table.
     training_balance_ : dict
         Count of positive and negative training pairs.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "screener": [None, object],
         "classifier": [None, object],
         "threshold": [Interval(Real, 0, 1, closed="both")],
         "interpolation": [StrOptions({"ot", "sdf", "none"})],
         "only_background": ["boolean"],
-        "split_fraction": [Interval(Real, 0, 1, closed="right")],
+        "split_fraction": [Interval(Real, 0, 1, closed="both")],
+        "tilted_fraction": [Interval(Real, 0, 1, closed="both")],
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
         "z_subsample": ["array-like"],
+        "relabel_fraction": [Interval(Real, 0, 1, closed="both")],
+        "spacing": ["array-like", Real, None],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
     }
@@ -150,8 +162,11 @@ class SegmentationCorrector(BaseEstimator):
         interpolation: str = "ot",
         only_background: bool = True,
         split_fraction: float = 0.3,
+        tilted_fraction: float = 0.0,
         n_repeats: int = 2,
         z_subsample: Sequence[int] = (1,),
+        relabel_fraction: float = 0.25,
+        spacing=None,
         n_jobs: int | None = None,
         random_state=None,
     ) -> None:
@@ -161,8 +176,11 @@ class SegmentationCorrector(BaseEstimator):
         self.interpolation = interpolation
         self.only_background = only_background
         self.split_fraction = split_fraction
+        self.tilted_fraction = tilted_fraction
         self.n_repeats = n_repeats
         self.z_subsample = z_subsample
+        self.relabel_fraction = relabel_fraction
+        self.spacing = spacing
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -189,13 +207,14 @@ class SegmentationCorrector(BaseEstimator):
         y : list of ndarray, optional
             Ground truths of ``X``; candidates of ``X`` are labelled by majority overlap.
         spacing : tuple of float, optional
-            Voxel size (z, y, x) of the volumes.
+            Voxel size (z, y, x) of the volumes; overrides the ``spacing`` parameter.
 
         Returns
         -------
         self
         """
         self._validate_params()
+        spacing = check_spacing(spacing if spacing is not None else self.spacing)
         volumes = _as_volumes(X)
         if not volumes:
             raise ValueError("X is empty: fit needs at least one volume.")
@@ -206,8 +225,10 @@ class SegmentationCorrector(BaseEstimator):
                     volumes,
                     screener=self.screener_,
                     split_fraction=self.split_fraction,
+                    tilted_fraction=self.tilted_fraction,
                     n_repeats=self.n_repeats,
                     z_subsample=tuple(self.z_subsample),
+                    relabel_fraction=self.relabel_fraction,
                     spacing=spacing,
                     random_state=self.random_state,
                 )
@@ -220,6 +241,7 @@ class SegmentationCorrector(BaseEstimator):
                     f"({dict(counts)}): give more or larger volumes, or raise split_fraction."
                 )
             self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
+        self.spacing_ = spacing
         self.n_training_pairs_ = len(table)
         self.training_balance_ = {int(k): int(v) for k, v in counts.items()}
         return self
@@ -258,7 +280,7 @@ class SegmentationCorrector(BaseEstimator):
         volume : array-like of int, shape (Z, Y, X)
             Flawed label volume; never modified.
         spacing : tuple of float, optional
-            Voxel size (z, y, x).
+            Voxel size (z, y, x); defaults to the spacing used in :meth:`fit`.
         volume_id : str, default="0"
             Written to the decision table.
 
@@ -272,7 +294,7 @@ class SegmentationCorrector(BaseEstimator):
         """
         check_is_fitted(self, "classifier_")
         volume = check_label_volume(volume)
-        spacing = check_spacing(spacing)
+        spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         with parallel_config(n_jobs=self.n_jobs):
             index = CellIndex.from_volume(volume)
             table = self.screener_.screen(
@@ -291,7 +313,7 @@ class SegmentationCorrector(BaseEstimator):
         merged_into = np.zeros(n, dtype=np.int64)
         filled = np.zeros(n, dtype=np.int64)
         if n:
-            accepted = proba >= self.threshold
+            accepted = proba > self.threshold
             chosen = self._one_to_one(table, proba, accepted, reason)
             order = np.lexsort((table["cell_b"].to_numpy(), table["z_a_last"].to_numpy()))
             groups = _Groups()
@@ -306,14 +328,14 @@ class SegmentationCorrector(BaseEstimator):
                     continue
                 bbox_a = groups.bbox.get(root_a, index.bboxes[index.position(a)])
                 bbox_b = groups.bbox.get(root_b, index.bboxes[index.position(b)])
-                if root_a != a or root_b != b:
+                if row.kind == "axial" and (root_a != a or root_b != b):
                     rejudged[i] = self._rejudge(
                         table.iloc[[i]], root_a, root_b, bbox_a, bbox_b, out, spacing
                     )
-                    if rejudged[i] < self.threshold:
+                    if not rejudged[i] > self.threshold:
                         reason[i] = "rejected after merging above"
                         continue
-                filled[i] = self._merge(row, root_a, root_b, bbox_a, bbox_b, out)
+                filled[i] = self._merge(row, root_a, root_b, bbox_a, bbox_b, out, spacing)
                 groups.union(root_a, root_b, bbox_a, bbox_b)
                 merged[i] = True
                 merged_into[i] = root_a
@@ -368,10 +390,15 @@ class SegmentationCorrector(BaseEstimator):
         row = one.iloc[0]
         geometry = self._group_geometry(row, root_a, root_b, bbox_a, bbox_b, out, spacing)
         one = one.copy()
+        # The row now describes the merged group above the gap, not A alone.
+        one["z_a_first"] = int(bbox_a[0])
+        one["voxels_a"] = int(np.count_nonzero(geometry.a))
+        one["z_b_last"] = int(bbox_b[1]) - 1
+        one["voxels_b"] = int(np.count_nonzero(geometry.b))
         one["geometry"] = pd.Series([geometry], index=one.index, dtype=object)
         return float(self.predict_proba_table(one)[0])
 
-    def _merge(self, row, root_a, root_b, bbox_a, bbox_b, out) -> int:
+    def _merge(self, row, root_a, root_b, bbox_a, bbox_b, out, spacing) -> int:
         z0, z1, y0, y1, x0, x1 = (int(v) for v in bbox_b)
         box = out[z0:z1, y0:y1, x0:x1]
         box[box == root_b] = root_a
@@ -397,11 +424,22 @@ class SegmentationCorrector(BaseEstimator):
                 mask_b,
                 method=self.interpolation,
                 only_background=self.only_background,
+                spacing=spacing[1:],
+                random_state=0,
             )
         )
 
     def transform(self, X) -> list[np.ndarray]:
-        """Correct every volume of ``X``; returns the corrected volumes."""
+        """Correct every volume of ``X`` (at the spacing of :meth:`fit`).
+
+        Parameters
+        ----------
+        X : list of ndarray
+
+        Returns
+        -------
+        corrected : list of ndarray
+        """
         return [self.correct(v)[0] for v in _as_volumes(X)]
 
     def score(self, X, y) -> float:

@@ -70,6 +70,7 @@ from typing import Any
 import numpy as np
 import sklearn
 from sklearn.base import BaseEstimator
+from sklearn.utils import Bunch
 
 __all__ = [
     "ALLOWED_MODULES",
@@ -175,7 +176,7 @@ class _Encoder:
         if t is tuple:
             items = [self.value(x, owner, attr, f"{where}[{i}]") for i, x in enumerate(v)]
             return {_KIND: "tuple", "items": items}
-        if t is dict:
+        if t is dict or t is Bunch:
             items = [
                 [
                     self.value(k, owner, attr, f"{where} key {k!r}"),
@@ -183,7 +184,7 @@ class _Encoder:
                 ]
                 for k, x in v.items()
             ]
-            return {_KIND: "dict", "items": items}
+            return {_KIND: "bunch" if t is Bunch else "dict", "items": items}
         if t is slice:
             parts = [self.value(x, owner, attr, where) for x in (v.start, v.stop, v.step)]
             return {_KIND: "slice", "items": parts}
@@ -329,6 +330,9 @@ class _Decoder:
             return tuple(self.value(x) for x in v["items"])
         if kind == "dict":
             return {self.value(k): self.value(x) for k, x in v["items"]}
+        if kind == "bunch":
+            # Ensembles (VotingClassifier, StackingClassifier) index members by name.
+            return Bunch(**{self.value(k): self.value(x) for k, x in v["items"]})
         if kind == "slice":
             return slice(*(self.value(x) for x in v["items"]))
         if kind == "dtype":

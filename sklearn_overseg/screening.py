@@ -15,6 +15,7 @@ combined keys. Cost is linear in voxels.
 from __future__ import annotations
 
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -241,7 +242,7 @@ class AxialGapScreener(BaseEstimator):
     [{'cell_a': 1, 'cell_b': 2, 'gap': 1, 'overlap_px': 16}]
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "min_gap": [Interval(Integral, 0, None, closed="left")],
         "max_gap": [Interval(Integral, 0, None, closed="left")],
         "min_overlap": [Interval(Integral, 1, None, closed="left")],

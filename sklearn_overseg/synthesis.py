@@ -12,12 +12,13 @@ flawed volumes against their ground truth (``SegmentationCorrector.fit(X, y)``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from ._validation import check_label_volume
+from ._validation import check_label_volume, check_spacing
 from .candidates import concat_tables
 from .flaws import synthesize_flaws
 
@@ -98,6 +99,7 @@ def make_training_table(
     n_repeats: int = 2,
     relabel_fraction: float = 0.25,
     hard_negatives: bool = True,
+    tilted_fraction: float = 0.0,
     z_subsample: Sequence[int] = (1,),
     all_phases: bool = True,
     flip_z: bool = True,
@@ -113,7 +115,7 @@ def make_training_table(
 
     Parameters
     ----------
-    volumes : list of ndarray or dict of str to ndarray
+    volumes : list of ndarray, dict of str to ndarray, or one 3D ndarray
         Ground-truth label volumes (Z, Y, X).
     screener : AxialGapScreener, optional
         Defaults to ``AxialGapScreener()``.
@@ -122,10 +124,15 @@ def make_training_table(
     n_repeats : int, default=2
         Independent flaw draws per volume and subsampling factor.
     relabel_fraction : float, default=0.25
-        Fraction of repeats whose splits relabel without blanking (gap 0); the first
-        repeats blank a layer.
+        Fraction of repeats (rounded, and at least one when ``n_repeats >= 2``) whose
+        splits relabel without blanking (gap 0); those are the first repeats, the later
+        ones blank a layer.
     hard_negatives : bool, default=True
         Also blank stacked-cell interfaces.
+    tilted_fraction : float, default=0.0
+        Fraction of cells cut by a random tilted plane (the 3D-segmenter error); use
+        with a :class:`~sklearn_overseg.contact.ContactScreener`, for which every other
+        touching pair is a negative.
     z_subsample : sequence of int, default=(1,)
         Take every k-th layer, e.g. ``(1, 4)`` trains for native and 4:1:1 stacks.
     all_phases : bool, default=True
@@ -149,11 +156,22 @@ def make_training_table(
     """
     from .screening import AxialGapScreener
 
+    if not isinstance(n_repeats, Integral) or isinstance(n_repeats, bool) or n_repeats < 1:
+        raise ValueError(f"n_repeats must be an integer >= 1, got {n_repeats!r}.")
+    if not isinstance(relabel_fraction, Real) or not 0 <= relabel_fraction <= 1:
+        raise ValueError(f"relabel_fraction must be in [0, 1], got {relabel_fraction!r}.")
+    if spacing is not None:
+        spacing = check_spacing(spacing)
+    if isinstance(volumes, np.ndarray) and volumes.ndim == 3:
+        volumes = [volumes]  # one volume, not a list of 2D layers
     screener = screener if screener is not None else AxialGapScreener()
     rng = check_random_state(random_state)
     items = volumes.items() if isinstance(volumes, Mapping) else enumerate(volumes)
     tables, labels = [], []
-    n_relabel = int(round(relabel_fraction * n_repeats))
+    n_relabel = round(relabel_fraction * n_repeats)
+    if relabel_fraction > 0 and n_repeats >= 2:
+        # Rounding must not silently remove gap-0 positives from small trainings.
+        n_relabel = max(n_relabel, 1)
     for name, gt in items:
         gt = check_label_volume(gt, name=f"ground truth {name!r}")
         for k, phase, flip in _variants(z_subsample, all_phases, flip_z):
@@ -169,6 +187,8 @@ def make_training_table(
                     split_fraction=split_fraction,
                     blank=rep >= n_relabel,
                     hard_negatives=hard_negatives,
+                    tilted_fraction=tilted_fraction,
+                    spacing=sub_spacing,
                     random_state=rng.randint(2**31 - 1),
                 )
                 key = f"{name}/z{k}p{phase}{'f' if flip else ''}/r{rep}"

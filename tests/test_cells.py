@@ -73,6 +73,11 @@ def test_index_on_real_volume_matches_bruteforce(plant_ovule):
         zz, yy, xx = np.nonzero(plant_ovule == label)
         pos = index.position(label)
         assert index.bboxes[pos].tolist() == [
-            zz.min(), zz.max() + 1, yy.min(), yy.max() + 1, xx.min(), xx.max() + 1
+            zz.min(),
+            zz.max() + 1,
+            yy.min(),
+            yy.max() + 1,
+            xx.min(),
+            xx.max() + 1,
         ]
         assert index.voxel_counts[pos] == zz.size

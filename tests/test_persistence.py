@@ -418,3 +418,20 @@ def test_load_warns_on_other_sklearn_version(tmp_path):
     _tamper(path, lambda c: c["library_versions"].update(sklearn="0.0.1"))
     with pytest.warns(UserWarning, match="scikit-learn 0.0.1"):
         load_estimator(path)
+
+
+def test_voting_ensemble_round_trip(tmp_path):
+    """Soft-voting ensembles (the shipped model's classifier) save without pickle."""
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.utils import Bunch
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    y = (X[:, 0] + 0.3 * rng.randn(120) > 0).astype(int)
+    members = [(f"m{i}", OversegMLPClassifier(random_state=i, max_epochs=5)) for i in range(2)]
+    vote = VotingClassifier(members, voting="soft").fit(X, y)
+    save_estimator(vote, tmp_path / "vote")
+    loaded = load_estimator(tmp_path / "vote")
+    assert isinstance(loaded.named_estimators_, Bunch)
+    assert list(loaded.named_estimators_) == ["m0", "m1"]
+    np.testing.assert_array_equal(loaded.predict_proba(X), vote.predict_proba(X))

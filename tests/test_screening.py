@@ -42,7 +42,9 @@ def test_complete_cell_in_gap_blocks_but_partial_and_small_do_not():
     blocked = vol.copy()
     blocked[2, 2:6, 2:6] = 3  # a complete one-layer cell covering the overlap
     table = AxialGapScreener().screen(blocked)
-    assert ("1", "2") not in set(zip(table.cell_a.astype(str), table.cell_b.astype(str)))
+    assert ("1", "2") not in set(
+        zip(table.cell_a.astype(str), table.cell_b.astype(str), strict=True)
+    )
 
     partial = vol.copy()
     partial[2, 2:6, 2:6] = 4

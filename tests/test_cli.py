@@ -1,0 +1,384 @@
+"""Tests of the ``overseg`` command (sklearn_overseg.cli), run in-process.
+
+One small model is trained once per module (``overseg train``) on a synthetic tissue and
+used by the ``correct`` tests. ``demo`` and ``correct`` without ``--model`` need the model
+shipped in ``sklearn_overseg/models/default/`` and are skipped while it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_overseg.cli import main
+from sklearn_overseg.corrector import DECISION_COLUMNS, SegmentationCorrector
+from sklearn_overseg.datasets import make_tissue
+from sklearn_overseg.flaws import synthesize_flaws
+from sklearn_overseg.io import load_volume, save_volume
+from sklearn_overseg.metrics import mean_average_precision
+from sklearn_overseg.pretrained import PRETRAINED_DIR, load_pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACING = (2.0, 1.0, 1.0)
+SHIPPED = PRETRAINED_DIR / "config.json"
+needs_shipped_model = pytest.mark.skipif(
+    not SHIPPED.is_file(),
+    reason=f"the shipped model is not there yet ({SHIPPED} missing)",
+)
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``overseg argv``; argparse errors (SystemExit) count as their exit code."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    assert err.startswith("overseg: error: "), err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Ground truth and a flawed copy of a small synthetic tissue, as TIFFs with spacing."""
+    folder = tmp_path_factory.mktemp("cli")
+    gt = make_tissue((24, 64, 64), cell_size=(16, 16, 16), random_state=0)
+    flawed = synthesize_flaws(gt, random_state=1)
+    assert len(flawed.merges) > 5
+    save_volume(folder / "gt.tif", gt, spacing=SPACING)
+    save_volume(folder / "in.tif", flawed.labels, spacing=SPACING)
+    return {"dir": folder, "gt": folder / "gt.tif", "in": folder / "in.tif"}
+
+
+@pytest.fixture(scope="module")
+def model(files, tmp_path_factory):
+    """``overseg train GT -o DIR --repeats 1``; returns the model directory."""
+    out = tmp_path_factory.mktemp("model") / "model"
+    code = main(["train", str(files["gt"]), "-o", str(out), "--repeats", "1", "-q"])
+    assert code == 0
+    return out
+
+
+# ------------------------------------------------------------------------- train
+
+
+def test_train_writes_a_loadable_model(model):
+    assert (model / "config.json").is_file()
+    corrector = load_pretrained(model)
+    assert isinstance(corrector, SegmentationCorrector)
+    assert set(corrector.training_balance_) == {0, 1}
+    assert corrector.n_repeats == 1 and corrector.random_state == 0
+
+
+def test_train_refuses_existing_output_and_bad_options(files, model, capsys):
+    before = (model / "config.json").read_bytes()
+    code, out, err = run(capsys, "train", files["gt"], "-o", model, "--repeats", "1")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, str(model), "--overwrite")
+    assert (model / "config.json").read_bytes() == before
+    target = files["dir"] / "never"
+    code, _, err = run(capsys, "train", files["gt"], "-o", target, "--repeats", "0")
+    assert code == 2
+    assert_one_line_error(err, "n_repeats")
+    code, _, err = run(capsys, "train", files["gt"], "-o", target, "--z-subsample", "0")
+    assert code == 2
+    assert_one_line_error(err, "z_subsample")
+    assert not target.exists()
+
+
+def test_train_keeps_ground_truths_with_the_same_file_name(files, tmp_path, capsys):
+    # a/gt.tif and b/gt.tif are two volumes: both must be used, not the last one only.
+    for sub, seed in (("a", 0), ("b", 5)):
+        (tmp_path / sub).mkdir()
+        gt = make_tissue((16, 40, 40), cell_size=(12, 12, 12), random_state=seed)
+        save_volume(tmp_path / sub / "gt.tif", gt)
+    args = ["--repeats", "1", "--split-fraction", "0.5"]
+    code, one, _ = run(capsys, "train", tmp_path / "a" / "gt.tif", "-o", tmp_path / "m1", *args)
+    assert code == 0
+    code, two, _ = run(
+        capsys,
+        "train",
+        tmp_path / "a" / "gt.tif",
+        tmp_path / "b" / "gt.tif",
+        "-o",
+        tmp_path / "m2",
+        *args,
+    )
+    assert code == 0
+    n_one = load_pretrained(tmp_path / "m1").n_training_pairs_
+    n_two = load_pretrained(tmp_path / "m2").n_training_pairs_
+    assert n_two > n_one
+    assert f"trained on {n_two} pairs" in two and f"trained on {n_one} pairs" in one
+
+
+# ----------------------------------------------------------------------- correct
+
+
+def test_correct_writes_volume_and_report(files, model, tmp_path, capsys):
+    out, report = tmp_path / "out.tif", tmp_path / "dec.csv"
+    code, stdout, err = run(
+        capsys, "correct", files["in"], "-o", out, "--model", model, "--report", report
+    )
+    assert code == 0, err
+    assert err == ""
+    assert "merged" in stdout and str(out) in stdout
+    corrected, spacing = load_volume(out, return_spacing=True)
+    flawed = load_volume(files["in"])
+    gt = load_volume(files["gt"])
+    assert spacing == SPACING
+    assert corrected.dtype == flawed.dtype and corrected.shape == flawed.shape
+    # The same model in-process gives the same volume.
+    expected, decisions = load_pretrained(model).correct(flawed, spacing=SPACING)
+    np.testing.assert_array_equal(corrected, expected)
+    table = pd.read_csv(report, index_col=0)
+    assert list(table.columns) == list(DECISION_COLUMNS)
+    assert len(table) == len(decisions) > 0
+    assert list(table.index) == list(decisions.index)
+    assert table["merged"].dtype == bool and table["merged"].sum() > 0
+    np.testing.assert_allclose(table["probability"], decisions["probability"])
+    assert mean_average_precision(corrected, gt) > mean_average_precision(flawed, gt)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_correct_quiet_threshold_and_interpolation(files, model, tmp_path, capsys):
+    out, report = tmp_path / "out.h5", tmp_path / "dec.csv"
+    code, stdout, err = run(
+        capsys,
+        "correct",
+        files["in"],
+        "-o",
+        out,
+        "--model",
+        model,
+        "--threshold",
+        "1",
+        "--interpolation",
+        "none",
+        "--report",
+        report,
+        "-q",
+    )
+    assert code == 0 and stdout == "" and err == ""
+    table = pd.read_csv(report, index_col=0)
+    assert (table["filled_voxels"] == 0).all()
+    assert load_volume(out, return_spacing=True)[1] == SPACING
+    # At threshold 1 only probabilities of exactly 1 could merge.
+    assert (table.loc[table["merged"], "probability"] == 1.0).all()
+
+
+def test_existing_output_is_left_untouched_without_overwrite(files, model, tmp_path, capsys):
+    out, report = tmp_path / "out.tif", tmp_path / "dec.csv"
+    out.write_bytes(b"precious")
+    code, stdout, err = run(capsys, "correct", files["in"], "-o", out, "--model", model)
+    assert code == 2 and stdout == ""
+    assert_one_line_error(err, str(out), "--overwrite")
+    assert out.read_bytes() == b"precious"
+    # An existing report blocks the run too, before the volume is written.
+    out.unlink()
+    report.write_text("old report\n")
+    code, _, err = run(
+        capsys, "correct", files["in"], "-o", out, "--model", model, "--report", report
+    )
+    assert code == 2
+    assert_one_line_error(err, str(report), "--overwrite")
+    assert not out.exists() and report.read_text() == "old report\n"
+    # --overwrite replaces both.
+    out.write_bytes(b"precious")
+    code, _, err = run(
+        capsys,
+        "correct",
+        files["in"],
+        "-o",
+        out,
+        "--model",
+        model,
+        "--report",
+        report,
+        "--overwrite",
+        "-q",
+    )
+    assert code == 0, err
+    assert load_volume(out).shape == load_volume(files["in"]).shape
+    assert pd.read_csv(report, index_col=0).shape[1] == len(DECISION_COLUMNS)
+
+
+def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    np.save(folder / "float.npy", np.ones((4, 8, 8)))
+    np.save(folder / "flat.npy", np.ones((8, 8), dtype=np.uint16))
+    (folder / "broken.h5").write_bytes(b"not an hdf5 file" * 8)
+    (folder / "broken.tif").write_bytes(b"not a tiff file" * 8)
+    return {
+        "float": (folder / "float.npy", "float64"),
+        "2d": (folder / "flat.npy", "3D"),
+        "missing": (folder / "missing.tif", "not found"),
+        "extension": (folder / "volume.xyz", ".xyz"),
+        "broken_h5": (folder / "broken.h5", "overseg: error:"),
+        "broken_tif": (folder / "broken.tif", "TIFF"),
+    }
+
+
+@pytest.mark.parametrize("case", ["float", "2d", "missing", "extension", "broken_h5", "broken_tif"])
+def test_bad_input_files_fail_cleanly(case, files, model, tmp_path, capsys):
+    source, fragment = _bad_inputs(tmp_path)[case]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "out.tif"
+    code, stdout, err = run(
+        capsys, "correct", source, "-o", out, "--model", model, "--report", out_dir / "d.csv"
+    )
+    assert code == 2 and stdout == ""
+    assert_one_line_error(err, fragment)
+    assert list(out_dir.iterdir()) == []  # no output, no partial or temporary file
+    code, _, err = run(capsys, "screen", source, "-o", out_dir / "s.csv")
+    assert code == 2
+    assert_one_line_error(err, fragment)
+    code, _, err = run(capsys, "evaluate", source, files["gt"])
+    assert code == 2
+    assert_one_line_error(err, fragment)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_bad_output_and_model_paths(files, model, tmp_path, capsys):
+    code, _, err = run(capsys, "correct", files["in"], "-o", tmp_path / "o.xyz", "--model", model)
+    assert code == 2
+    assert_one_line_error(err, ".xyz")
+    code, _, err = run(
+        capsys, "correct", files["in"], "-o", tmp_path / "no" / "o.tif", "--model", model
+    )
+    assert code == 2
+    assert_one_line_error(err, "does not exist")
+    code, _, err = run(
+        capsys, "correct", files["in"], "-o", tmp_path / "o.tif", "--model", tmp_path / "nomodel"
+    )
+    assert code == 2
+    assert_one_line_error(err, "nomodel")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["2", "-0.1", "nan"])
+def test_threshold_out_of_range_exits_2(value, files, model, tmp_path, capsys):
+    out = tmp_path / "o.tif"
+    code, stdout, err = run(
+        capsys, "correct", files["in"], "-o", out, "--model", model, "--threshold", value
+    )
+    assert code == 2 and stdout == ""
+    assert "--threshold must be between 0 and 1" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------- screen, evaluate
+
+
+def test_screen_writes_candidate_csv(files, tmp_path, capsys):
+    out = tmp_path / "cand.csv"
+    code, stdout, _ = run(capsys, "screen", files["in"], "-o", out)
+    assert code == 0 and str(out) in stdout
+    table = pd.read_csv(out, index_col=0)
+    assert "geometry" not in table.columns
+    assert {"cell_a", "cell_b", "gap", "overlap_px", "volume"} <= set(table.columns)
+    assert len(table) > 0 and set(table["gap"]) <= {0, 1}
+    assert (table["volume"] == "in").all()
+    flawed = synthesize_flaws(load_volume(files["gt"]), random_state=1)
+    found = set(zip(table["cell_a"], table["cell_b"], strict=True))
+    assert set(zip(flawed.merges["cell_a"], flawed.merges["cell_b"], strict=True)) <= found
+    # --max-gap 0 keeps only splits without a missing layer (0 is a value, not "unset").
+    out0 = tmp_path / "cand0.csv"
+    code, _, _ = run(capsys, "screen", files["in"], "-o", out0, "--max-gap", "0", "-q")
+    assert code == 0
+    table0 = pd.read_csv(out0, index_col=0)
+    assert set(table0["gap"]) <= {0} and len(table0) < len(table)
+    # No overwrite without the flag.
+    code, _, err = run(capsys, "screen", files["in"], "-o", out0)
+    assert code == 2
+    assert_one_line_error(err, "--overwrite")
+
+
+def _scores(stdout: str) -> dict[str, float]:
+    return {k: float(v) for k, v in (line.split("\t") for line in stdout.strip().splitlines())}
+
+
+def test_evaluate_prints_map_and_jaccard(files, capsys):
+    code, stdout, _ = run(capsys, "evaluate", files["gt"], files["gt"])
+    assert code == 0
+    scores = _scores(stdout)
+    assert scores["mAP"] == 1.0 and scores["jaccard"] == 1.0
+    assert scores["n_pred"] == scores["n_gt"]
+    code, stdout, _ = run(capsys, "evaluate", files["in"], files["gt"])
+    assert code == 0
+    scores = _scores(stdout)
+    flawed, gt = load_volume(files["in"]), load_volume(files["gt"])
+    assert scores["mAP"] == pytest.approx(mean_average_precision(flawed, gt), abs=1e-4)
+    assert scores["mAP"] < 1.0 and 0 < scores["jaccard"] < 1.0
+    assert {"ap@0.25", "ap@0.5", "ap@0.75"} <= set(scores)
+
+
+def test_evaluate_shape_mismatch(files, tmp_path, capsys):
+    np.save(tmp_path / "small.npy", np.ones((4, 8, 8), dtype=np.uint16))
+    code, _, err = run(capsys, "evaluate", tmp_path / "small.npy", files["gt"])
+    assert code == 2
+    assert_one_line_error(err, "shape")
+
+
+# ----------------------------------------------------------------- the command itself
+
+
+def test_help_in_a_subprocess():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sklearn_overseg.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("correct", "screen", "train", "evaluate", "demo"):
+        assert command in proc.stdout
+
+
+def test_no_command_exits_2(capsys):
+    code, _, err = run(capsys)
+    assert code == 2 and "required" in err
+
+
+def test_demo_with_a_given_model(model, capsys):
+    code, stdout, err = run(capsys, "demo", "--model", model)
+    assert code == 0, err
+    summary = stdout.strip().splitlines()[-1]
+    assert summary.startswith("demo volume (32, 128, 128)")
+    assert "pair precision" in summary and "mAP" in summary and "->" in summary
+
+
+# ----------------------------------------------------------------- the shipped model
+
+
+@needs_shipped_model
+def test_correct_without_model_uses_the_shipped_one(files, tmp_path, capsys):
+    out = tmp_path / "out.tif"
+    code, _, err = run(capsys, "correct", files["in"], "-o", out)
+    assert code == 0, err
+    expected, _ = load_pretrained().correct(load_volume(files["in"]), spacing=SPACING)
+    np.testing.assert_array_equal(load_volume(out), expected)
+
+
+@needs_shipped_model
+def test_demo_runs_with_the_shipped_model(capsys):
+    code, stdout, err = run(capsys, "demo")
+    assert code == 0, err
+    assert "mAP" in stdout and "pair precision" in stdout and "candidates" in stdout
