@@ -22,6 +22,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from sklearn_overseg.pipeline import make_default_pipeline
 from sklearn_overseg.pretrained import load_pretrained
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from train_pretrained import OVULE_SPLIT_X, TISSUE_SPLIT_Y, training_volumes  # noqa: E402
+from train_pretrained import OVULE_SPLIT_X, TISSUE_SPLIT_Y, training_volumes
 
 SEEDS = (0, 1, 2)
 
@@ -99,11 +100,10 @@ def run(corrector, cases) -> pd.DataFrame:
                 "seconds": "mean",
             }
         )
-        summary["case"] = label
-        summary["runs"] = len(results)
+        summary = summary.to_frame().T.assign(case=label, runs=len(results))
         rows.append(summary)
-        print(summary.to_frame().T.to_string(), flush=True)
-    return pd.DataFrame(rows).set_index("case")
+        print(summary.to_string(), flush=True)
+    return pd.concat(rows).set_index("case")
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -189,7 +189,9 @@ def main() -> None:
     report = "\n".join(text)
     print(report)
     if args.write:
-        args.write.write_text(report + "\n")
+        tmp = args.write.with_name(f".{args.write.name}.tmp")
+        tmp.write_text(report + "\n")
+        os.replace(tmp, args.write)
 
 
 if __name__ == "__main__":

@@ -216,7 +216,7 @@ def cmd_demo(args) -> int:
     columns = ["cell_a", "cell_b", "gap", "probability", "merged", "reason", "filled_voxels"]
     print(decisions[columns].to_string(max_rows=40))
     print(
-        f"\ndemo volume {demo.labels.shape} ({demo.description.splitlines()[0]}): "
+        f"\ndemo: Arabidopsis ovule {demo.labels.shape} with {len(truth)} synthesised splits: "
         f"{len(decisions)} candidates, {len(merged)} merged in {elapsed:.1f} s; "
         f"pair precision {pairs['precision']:.2f} recall {pairs['recall']:.2f} "
         f"F1 {pairs['f1']:.2f}; mAP {mean_average_precision(demo.labels, demo.ground_truth):.3f}"

