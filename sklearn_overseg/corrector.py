@@ -7,8 +7,8 @@ parameters, fitted clones live in ``screener_`` and ``classifier_``. Volumes are
 samples, so ``GridSearchCV(corrector, ..., cv=GroupKFold)`` over volumes works, scored by
 mean mAP against ground truth.
 
-Correction follows the paper's appendix B.3 for axial pairs. All candidates are judged once; accepted
-pairs are made one-to-one (a cell's last layer continues into at most one cell below,
+Correction follows the paper's appendix B.3 for axial pairs. All candidates are judged
+once; accepted pairs are made one-to-one (a cell's last layer continues into at most one cell below,
 the most probable); then merges are applied from top to bottom. A pair whose upper cell
 has already absorbed a cell above it is judged again on the merged cell's geometry, so
 a chain A–B–C becomes D = A∪B first and then D is compared with C. Contact pairs (cuts
