@@ -23,6 +23,20 @@ __all__ = ["CellIndex"]
 _DIRECT_MAX_ID = 1 << 22
 
 
+#: Voxels counted per ``bincount`` call: bounds the int64 copy bincount makes.
+_SLAB_VOXELS = 1 << 22
+
+
+def _count_labels(volume: np.ndarray, length: int) -> np.ndarray:
+    """Voxels per id, counted in z-slabs so memory stays small for large volumes."""
+    per_layer = max(1, volume.shape[1] * volume.shape[2])
+    step = max(1, _SLAB_VOXELS // per_layer)
+    counts = np.zeros(length, dtype=np.int64)
+    for z in range(0, volume.shape[0], step):
+        counts += np.bincount(np.asarray(volume[z : z + step]).ravel(), minlength=length)
+    return counts
+
+
 @dataclass(frozen=True, eq=False)
 class CellIndex:
     """Where every cell of a label volume is, computed in one pass.
@@ -70,7 +84,7 @@ class CellIndex:
             empty = np.zeros(0, dtype=np.int64)
             return cls(volume, empty, np.zeros((0, 6), dtype=np.int64), empty)
         if max_id < _DIRECT_MAX_ID:
-            counts = np.bincount(volume.ravel(), minlength=max_id + 1)
+            counts = _count_labels(volume, max_id + 1)
             slices = ndi.find_objects(volume)
             present = np.flatnonzero(counts[1:]) + 1
             labels = present.astype(np.int64)
