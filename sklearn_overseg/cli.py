@@ -61,19 +61,21 @@ def _screener(kind: str, max_gap: int | None):
     max_gap = 1 if max_gap is None else max_gap
     if kind == "axial":
         return AxialGapScreener(max_gap=max_gap)
-    try:
-        from .contact import CombinedScreener, ContactScreener
-    except ImportError:  # pragma: no cover - until tilted cuts ship
-        raise UserError(f"--screen {kind} is not available in this version.") from None
+    from .contact import CombinedScreener, ContactScreener
+
     if kind == "contact":
-        return ContactScreener()
-    return CombinedScreener(axial=AxialGapScreener(max_gap=max_gap))
+        return ContactScreener(max_layers=8)
+    return CombinedScreener(
+        axial=AxialGapScreener(max_gap=max_gap), contact=ContactScreener(max_layers=8)
+    )
 
 
-def _load_model(path):
+def _load_model(path, kind: str = "axial"):
     from .pretrained import load_pretrained
 
-    return load_pretrained(path)
+    if path is not None:
+        return load_pretrained(path)
+    return load_pretrained(kind=kind)
 
 
 def cmd_correct(args) -> int:
@@ -98,12 +100,14 @@ def cmd_correct(args) -> int:
         timings["load"] = time.perf_counter() - t0
         bar.update()
         t0 = time.perf_counter()
-        corrector = _load_model(args.model)
-        if args.screen != "axial":
+        corrector = _load_model(args.model, args.screen)
+        if args.model is not None and args.screen != "axial":
+            # A user's model judges whatever screening is asked for.
             corrector.screener_ = clone(_screener(args.screen, args.max_gap))
-        elif args.max_gap is not None:
+        elif args.max_gap is not None and args.screen != "contact":
             # Keep the trained screener's other settings (min_overlap, ...).
-            corrector.screener_ = clone(corrector.screener_).set_params(max_gap=args.max_gap)
+            key = "max_gap" if args.screen == "axial" else "axial__max_gap"
+            corrector.screener_ = clone(corrector.screener_).set_params(**{key: args.max_gap})
         corrector.set_params(
             threshold=args.threshold, n_jobs=args.n_jobs, interpolation=args.interpolation
         )

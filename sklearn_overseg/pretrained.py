@@ -1,8 +1,14 @@
-"""The pretrained corrector shipped inside the package.
+"""The pretrained correctors shipped inside the package.
 
-It is stored as JSON + NumPy arrays (see :mod:`sklearn_overseg.persistence`) and rebuilt
-on load: nothing in the file is executed or unpickled. ``docs/model_card.md`` says what
-it was trained on and how well it does.
+They are stored as JSON + NumPy arrays (see :mod:`sklearn_overseg.persistence`) and rebuilt
+on load: nothing in the files is executed or unpickled. ``docs/model_card.md`` says what
+they were trained on and how well they do.
+
+- ``models/default``: axial splits (2D-stitching pipelines such as CellStitch);
+- ``models/contact``: cuts by tilted surfaces (3D segmenters such as PlantSeg);
+- ``kind="both"`` joins the two: one :class:`~sklearn_overseg.contact.CombinedScreener`
+  and a :class:`~sklearn_overseg.dispatch.KindClassifier` that sends each candidate to the
+  model of its kind.
 """
 
 from __future__ import annotations
@@ -10,20 +16,36 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["PRETRAINED_DIR", "load_pretrained"]
+import numpy as np
 
-#: Where the default model lives inside the installed package.
+__all__ = ["PRETRAINED_DIR", "PRETRAINED_KINDS", "load_pretrained"]
+
+#: Where the default (axial) model lives inside the installed package.
 PRETRAINED_DIR = Path(str(resources.files("sklearn_overseg") / "models" / "default"))
+#: Where the contact-mode model lives.
+CONTACT_DIR = PRETRAINED_DIR.parent / "contact"
+#: The values ``load_pretrained(kind=...)`` accepts.
+PRETRAINED_KINDS = ("axial", "contact", "both")
 
 
-def load_pretrained(path=None):
+def _load(path: Path):
+    from .persistence import load_estimator
+
+    if not path.exists():
+        raise FileNotFoundError(f"no model directory at {path}")
+    return load_estimator(path)
+
+
+def load_pretrained(path=None, *, kind: str = "axial"):
     """Load a fitted :class:`~sklearn_overseg.corrector.SegmentationCorrector`.
 
     Parameters
     ----------
     path : str or Path, optional
         A model directory written by :func:`~sklearn_overseg.persistence.save_estimator`
-        (``overseg train -o DIR``). Defaults to the model shipped with the package.
+        (``overseg train -o DIR``). Defaults to the shipped model of ``kind``.
+    kind : {"axial", "contact", "both"}, default="axial"
+        Which shipped model, when ``path`` is not given.
 
     Returns
     -------
@@ -34,10 +56,44 @@ def load_pretrained(path=None):
     ------
     FileNotFoundError
         If the directory does not exist.
+    ValueError
+        If ``kind`` is unknown, or given together with ``path`` other than "axial".
     """
-    from .persistence import load_estimator
+    if kind not in PRETRAINED_KINDS:
+        raise ValueError(f"kind must be one of {PRETRAINED_KINDS}, got {kind!r}.")
+    if path is not None:
+        if kind != "axial":
+            raise ValueError("give either a model path or a shipped kind, not both.")
+        return _load(Path(path))
+    if kind == "axial":
+        return _load(PRETRAINED_DIR)
+    if kind == "contact":
+        return _load(CONTACT_DIR)
+    return _join(_load(PRETRAINED_DIR), _load(CONTACT_DIR))
 
-    path = Path(path) if path is not None else PRETRAINED_DIR
-    if not path.exists():
-        raise FileNotFoundError(f"no model directory at {path}")
-    return load_estimator(path)
+
+def _join(axial, contact):
+    """One corrector that screens both ways and judges each pair with its own model."""
+    from .contact import CombinedScreener
+    from .corrector import SegmentationCorrector
+    from .dispatch import KindClassifier
+
+    classifier = KindClassifier(axial=axial.classifier, contact=contact.classifier)
+    classifier.estimators_ = {"axial": axial.classifier_, "contact": contact.classifier_}
+    classifier.classes_ = np.array([0, 1])
+    screener = CombinedScreener(axial=axial.screener_, contact=contact.screener_)
+    both = SegmentationCorrector(
+        screener=screener,
+        classifier=classifier,
+        threshold=axial.threshold,
+        interpolation=axial.interpolation,
+    )
+    both.screener_ = screener
+    both.classifier_ = classifier
+    both.spacing_ = axial.spacing_
+    both.n_training_pairs_ = axial.n_training_pairs_ + contact.n_training_pairs_
+    both.training_balance_ = {
+        k: axial.training_balance_.get(k, 0) + contact.training_balance_.get(k, 0)
+        for k in set(axial.training_balance_) | set(contact.training_balance_)
+    }
+    return both

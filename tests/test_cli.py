@@ -390,3 +390,17 @@ def test_demo_runs_with_the_shipped_model(capsys):
     # The shipped model must repair the demo, not merely run: measured F1 0.92,
     # mAP 0.788 -> 0.961.
     assert f1 >= 0.85 and after > before + 0.1
+
+
+@needs_shipped_model
+@pytest.mark.parametrize("screen", ["contact", "both"])
+def test_correct_with_contact_screening(files, tmp_path, capsys, screen):
+    out, report = tmp_path / "out.tif", tmp_path / "dec.csv"
+    code, stdout, err = run(
+        capsys, "correct", files["in"], "-o", out, "--screen", screen, "--report", report
+    )
+    assert code == 0, err
+    decisions = pd.read_csv(report)
+    assert "contact" in set(decisions["kind"])
+    assert (screen == "both") == ("axial" in set(decisions["kind"]))
+    assert load_volume(out).shape == load_volume(files["in"]).shape
