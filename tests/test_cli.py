@@ -396,7 +396,7 @@ def test_demo_runs_with_the_shipped_model(capsys):
 @pytest.mark.parametrize("screen", ["contact", "both"])
 def test_correct_with_contact_screening(files, tmp_path, capsys, screen):
     out, report = tmp_path / "out.tif", tmp_path / "dec.csv"
-    code, stdout, err = run(
+    code, _, err = run(
         capsys, "correct", files["in"], "-o", out, "--screen", screen, "--report", report
     )
     assert code == 0, err

@@ -38,7 +38,7 @@ def test_kinds_have_their_screeners():
 
 
 def test_both_finds_axial_and_tilted_splits(flawed):
-    gt, fl = flawed
+    _, fl = flawed
     truth = list(zip(fl.merges.cell_a, fl.merges.cell_b, strict=True))
     axial_truth = [p for p, f in zip(truth, fl.merges.flaw, strict=True) if f != "tilted"]
     _, axial = load_pretrained().correct(fl.labels)
