@@ -22,7 +22,7 @@ class UserError(Exception):
 
 
 def _progress(quiet: bool, total: int, desc: str):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False)
 
