@@ -127,3 +127,42 @@ def test_real_volume_pairs_overlap(plant_tissue):
         assert (last & first).sum() == row.overlap_px
         assert row.z_b_first - row.z_a_last - 1 == row.gap
         assert (vol[row.z_a_last + 1 :] == row.cell_a).sum() == 0
+
+
+def _screened_pairs(volume) -> set[tuple[int, int]]:
+    table = AxialGapScreener().screen(volume)
+    return set(zip(table.cell_a.tolist(), table.cell_b.tolist(), strict=True))
+
+
+def _assert_no_split_dropped(gt, seeds=(0, 1, 2)):
+    from sklearn_overseg.flaws import synthesize_flaws
+
+    n_checked = 0
+    for seed in seeds:
+        for blank in (True, False):
+            flawed = synthesize_flaws(gt, split_fraction=0.5, blank=blank, random_state=seed)
+            found = _screened_pairs(flawed.labels)
+            wanted = set(zip(flawed.merges.cell_a, flawed.merges.cell_b, strict=True))
+            hard = set(zip(flawed.hard_negatives.cell_a, flawed.hard_negatives.cell_b, strict=True))
+            assert wanted <= found, f"dropped splits {sorted(wanted - found)}"
+            assert hard <= found, f"dropped hard negatives {sorted(hard - found)}"
+            n_checked += len(wanted)
+    assert n_checked > 0
+
+
+def test_recall_of_synthesised_splits_on_synthetic_tissue():
+    from sklearn_overseg.datasets import make_tissue
+
+    _assert_no_split_dropped(make_tissue((48, 96, 96), cell_size=(24, 24, 24), random_state=3))
+    _assert_no_split_dropped(
+        make_tissue((24, 96, 96), cell_size=(24, 24, 24), anisotropy=4, random_state=4)
+    )
+    _assert_no_split_dropped(
+        make_tissue((40, 96, 96), cell_size=(24, 24, 24), mode="loose", random_state=5)
+    )
+
+
+@pytest.mark.parametrize("step", [1, 4])
+def test_recall_of_synthesised_splits_on_real_tissue(plant_tissue, plant_ovule, step):
+    _assert_no_split_dropped(plant_tissue[::step], seeds=(0, 1))
+    _assert_no_split_dropped(plant_ovule[::step], seeds=(0, 1))
