@@ -38,23 +38,22 @@ are just touching negatives with one layer less contact.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from sklearn_overseg.contact import ContactScreener
 from sklearn_overseg.corrector import SegmentationCorrector
-from sklearn_overseg.datasets import make_tissue
 from sklearn_overseg.flaws import synthesize_flaws
 from sklearn_overseg.persistence import save_estimator
 from sklearn_overseg.pipeline import make_default_pipeline
 
-#: Rows of plant_tissue_a used for training; the rest is held out.
-TISSUE_SPLIT_Y = 163
-#: Columns of plant_ovule used for training.
-OVULE_SPLIT_X = 64
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_pretrained import OVULE_SPLIT_X, TISSUE_SPLIT_Y  # noqa: F401
+from train_pretrained import training_volumes as axial_training_volumes
+
 #: Smallest cell of a candidate pair; synthetic cut parts have at least 50 voxels.
 MIN_SIZE = 50
 #: Re-sliced layers kept on each side of the contact plane.
@@ -64,16 +63,10 @@ TILTED_FRACTION = 0.2
 
 
 def training_volumes(data: Path) -> dict[str, np.ndarray]:
-    """The ground truths of the contact model, cropped as recorded above."""
-    tissue = tifffile.imread(data / "plant_tissue_a" / "labels_gt.tif")
-    ovule = tifffile.imread(data / "plant_ovule" / "labels_gt.tif")
-    patch = tifffile.imread(data / "plant_patch" / "labels.tif")
-    return {
-        "plant_tissue_a_top": tissue[:, :TISSUE_SPLIT_Y],
-        "plant_ovule_left": ovule[:, :, :OVULE_SPLIT_X],
-        "plant_patch": np.delete(patch, 31, axis=0),
-        "synthetic_28": make_tissue((96, 128, 128), cell_size=(28, 28, 28), random_state=0),
-    }
+    """The ground truths of the contact model: those of the axial model, one synthetic less."""
+    volumes = axial_training_volumes(data)
+    del volumes["synthetic_36"]
+    return volumes
 
 
 def make_corrector(n_repeats: int = 1, n_ensemble: int = 3) -> SegmentationCorrector:

@@ -58,13 +58,12 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 
 from ._validation import check_label_volume, check_spacing
 from .candidates import PairGeometry, concat_tables, empty_candidate_table
 from .cells import CellIndex
-from .screening import AxialGapScreener, _as_volume_list, build_table
+from .screening import AxialGapScreener, BaseScreener, build_table
 
 __all__ = [
     "CombinedScreener",
@@ -538,7 +537,7 @@ def _check_max_layers(max_layers) -> None:
 # ---------------------------------------------------------------------- screeners
 
 
-class ContactScreener(BaseEstimator):
+class ContactScreener(BaseScreener):
     """List touching cells as candidates, each re-sliced along its contact plane.
 
     The generalisation of the paper (§3.3) to the tilted, irregular cuts of 3D
@@ -596,16 +595,6 @@ class ContactScreener(BaseEstimator):
         self.spacing = spacing
         self.n_jobs = n_jobs
 
-    def fit(self, X=None, y=None):
-        """Check the parameters; screening learns nothing.
-
-        Returns
-        -------
-        self
-        """
-        self._validate_params()
-        return self
-
     def screen(
         self,
         volume,
@@ -640,12 +629,7 @@ class ContactScreener(BaseEstimator):
         UserWarning
             When pairs are dropped because a cell has no voxel on its side of the plane.
         """
-        self._validate_params()
-        if index is None:
-            index = CellIndex.from_volume(check_label_volume(volume, allow_empty=True))
-        elif index.volume is not volume:
-            check_label_volume(volume, allow_empty=True)
-        spacing = check_spacing(spacing if spacing is not None else self.spacing)
+        index, spacing = self._prepare(volume, spacing, index)
         pairs = contact_pairs(index)
         sizes = index.voxel_counts
         keep = (pairs["contact_px"].to_numpy() >= self.min_contact) & (
@@ -721,23 +705,8 @@ class ContactScreener(BaseEstimator):
             geometry=lambda _index, a, b, _gap, _spacing: by_pair[(a, b)],
         )
 
-    def transform(self, X, y=None) -> pd.DataFrame:
-        """Screen a list of volumes; volume ids are their positions ``"0"``, ``"1"``, ...
 
-        Parameters
-        ----------
-        X : list of array-like or dict of str to array-like
-            Label volumes. A dict gives the ids.
-
-        Returns
-        -------
-        table : DataFrame
-        """
-        items = X.items() if isinstance(X, dict) else enumerate(_as_volume_list(X))
-        return concat_tables([self.screen(v, volume_id=str(k)) for k, v in items])
-
-
-class CombinedScreener(BaseEstimator):
+class CombinedScreener(BaseScreener):
     """Axial and contact screening together, each pair listed once.
 
     A pair found by both screeners keeps its axial row: it has real layers and a gap
@@ -833,18 +802,3 @@ class CombinedScreener(BaseEstimator):
             fresh = [(a, b) not in seen for a, b in zip(lo, hi, strict=True)]
             contact_table = contact_table[np.asarray(fresh, dtype=bool)]
         return concat_tables([axial_table, contact_table])
-
-    def transform(self, X, y=None) -> pd.DataFrame:
-        """Screen a list of volumes; volume ids are their positions ``"0"``, ``"1"``, ...
-
-        Parameters
-        ----------
-        X : list of array-like or dict of str to array-like
-            Label volumes. A dict gives the ids.
-
-        Returns
-        -------
-        table : DataFrame
-        """
-        items = X.items() if isinstance(X, dict) else enumerate(_as_volume_list(X))
-        return concat_tables([self.screen(v, volume_id=str(k)) for k, v in items])

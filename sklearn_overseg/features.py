@@ -259,7 +259,7 @@ default="paper"
         EMD solver, see :func:`sklearn_overseg.ot.mask_wasserstein`.
     n_projections : int, default=64
         Directions of the ``"sliced"`` method.
-    max_exact_points : int, default=200
+    max_exact_points : int, default=120
         Support size per side solved exactly by ``"auto"``/``"coarse"``.
     spacing : (float, float) or float, default=None
         Physical (row, col) pixel size overriding each row's ``geometry.spacing``.

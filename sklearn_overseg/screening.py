@@ -32,7 +32,7 @@ from .candidates import (
 )
 from .cells import CellIndex
 
-__all__ = ["AxialGapScreener", "screen_axial_pairs"]
+__all__ = ["AxialGapScreener", "BaseScreener", "screen_axial_pairs"]
 
 
 def _pair_counts(keys_a: np.ndarray, keys_b: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -202,7 +202,52 @@ def _axial_geometry(
     )
 
 
-class AxialGapScreener(BaseEstimator):
+class BaseScreener(BaseEstimator):
+    """What every screener shares: parameter checks, the door to a volume, many volumes.
+
+    Subclasses implement :meth:`screen` and call :meth:`_prepare` first.
+    """
+
+    def _check_params(self) -> None:
+        self._validate_params()
+
+    def fit(self, X=None, y=None):
+        """Check the parameters; screening learns nothing.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        return self
+
+    def _prepare(self, volume, spacing, index: CellIndex | None):
+        """Validated parameters, the volume's index and the voxel spacing to use."""
+        self._check_params()
+        if index is None:
+            index = CellIndex.from_volume(check_label_volume(volume, allow_empty=True))
+        elif index.volume is not volume:
+            check_label_volume(volume, allow_empty=True)
+        default = getattr(self, "spacing", None)
+        return index, check_spacing(spacing if spacing is not None else default)
+
+    def transform(self, X, y=None) -> pd.DataFrame:
+        """Screen a list of volumes; volume ids are their positions ``"0"``, ``"1"``, ...
+
+        Parameters
+        ----------
+        X : list of array-like or dict of str to array-like
+            Label volumes. A dict gives the ids.
+
+        Returns
+        -------
+        table : DataFrame
+        """
+        items = X.items() if isinstance(X, dict) else enumerate(_as_volume_list(X))
+        return concat_tables([self.screen(v, volume_id=str(k)) for k, v in items])
+
+
+class AxialGapScreener(BaseScreener):
     """List candidate splits along z: A's last layer overlaps B's first layer across a gap.
 
     This is Algorithm 1 of the paper, vectorised per layer. The result is a candidate
@@ -277,16 +322,6 @@ class AxialGapScreener(BaseEstimator):
         if self.min_gap > self.max_gap:
             raise ValueError(f"min_gap ({self.min_gap}) must not exceed max_gap ({self.max_gap}).")
 
-    def fit(self, X=None, y=None):
-        """Check the parameters; screening learns nothing.
-
-        Returns
-        -------
-        self
-        """
-        self._check_params()
-        return self
-
     def screen(
         self,
         volume,
@@ -315,12 +350,7 @@ class AxialGapScreener(BaseEstimator):
             One row per candidate pair, sorted by ``(cell_a, cell_b)``, indexed by
             ``"volume:a-b:axial"``.
         """
-        self._check_params()
-        if index is None:
-            index = CellIndex.from_volume(check_label_volume(volume, allow_empty=True))
-        elif index.volume is not volume:
-            check_label_volume(volume, allow_empty=True)
-        spacing = check_spacing(spacing if spacing is not None else self.spacing)
+        index, spacing = self._prepare(volume, spacing, index)
         pairs = screen_axial_pairs(
             index,
             min_gap=self.min_gap,
@@ -337,21 +367,6 @@ class AxialGapScreener(BaseEstimator):
             spacing=spacing,
             n_jobs=self.n_jobs,
         )
-
-    def transform(self, X, y=None) -> pd.DataFrame:
-        """Screen a list of volumes; volume ids are their positions ``"0"``, ``"1"``, ...
-
-        Parameters
-        ----------
-        X : list of array-like or dict of str to array-like
-            Label volumes. A dict gives the ids.
-
-        Returns
-        -------
-        table : DataFrame
-        """
-        items = X.items() if isinstance(X, dict) else enumerate(_as_volume_list(X))
-        return concat_tables([self.screen(v, volume_id=str(k)) for k, v in items])
 
 
 def _as_volume_list(X) -> list:
