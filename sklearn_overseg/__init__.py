@@ -10,6 +10,16 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "AxialGapScreener": "screening",
+    "BaseScreener": "screening",
+    "ContactScreener": "contact",
+    "CombinedScreener": "contact",
+    "reslice_pair": "contact",
+    "CellContextFeatures": "context",
+    "KindClassifier": "dispatch",
+    "plot_orthogonal_views": "plotting",
+    "plot_decision_gallery": "plotting",
+    "plot_feature_distributions": "plotting",
+    "plot_precision_recall": "plotting",
     "CellIndex": "cells",
     "PairGeometry": "candidates",
     "concat_tables": "candidates",

@@ -119,6 +119,10 @@ def check_spacing(spacing: Sequence[Real] | Real | None, *, ndim: int = 3) -> tu
     """
     if spacing is None:
         return (1.0,) * ndim
+    if isinstance(spacing, (str, bytes)):
+        raise TypeError(
+            f"spacing must be a number or a sequence of {ndim} numbers, got {spacing!r}."
+        )
     if isinstance(spacing, Real) and not isinstance(spacing, bool):
         values = (float(spacing),) * ndim
     else:

@@ -93,9 +93,17 @@ class CellIndex:
             lookup = np.full(max_id + 1, -1, dtype=np.int64)
             lookup[present] = np.arange(len(present))
         else:
-            labels = np.unique(volume)
-            labels = labels[labels != 0].astype(np.int64)
-            positions = np.searchsorted(labels, volume).astype(np.int32) + 1
+            if max_id > np.iinfo(np.int64).max:
+                raise ValueError(
+                    f"volume has label {max_id}, above the largest supported id 2**63 - 1; "
+                    "relabel it first (skimage.segmentation.relabel_sequential)."
+                )
+            # Search in the volume's own dtype: mixing uint64 and int64 goes through
+            # float64 and merges neighbouring ids above 2**53.
+            native = np.unique(volume)
+            native = native[native != 0]
+            labels = native.astype(np.int64)
+            positions = np.searchsorted(native, volume).astype(np.int32) + 1
             positions[volume == 0] = 0
             chosen = ndi.find_objects(positions)
             voxel_counts = np.bincount(positions.ravel(), minlength=len(labels) + 1)[1:]
@@ -128,6 +136,10 @@ class CellIndex:
             Any shape; typically a layer of the volume.
         """
         ids = np.asarray(ids)
+        if ids.dtype == np.uint64:
+            # Ids were checked to fit int64 when the index was built; larger ones are absent.
+            big = ids > np.iinfo(np.int64).max
+            ids = np.where(big, 0, ids).astype(np.int64)
         if self.lookup is not None:
             # Ids beyond the table (possible only for foreign arrays) map to -1.
             inside = ids < len(self.lookup)

@@ -85,14 +85,18 @@ def cmd_correct(args) -> int:
 
     out = _check_output(args.output, args.overwrite)
     volume_format(out)  # an unknown extension fails now, not after the work
+    outputs = [Path(p).resolve() for p in (args.output, args.report, args.plot) if p]
+    if len(set(outputs)) != len(outputs):
+        raise UserError("-o, --report and --plot must name three different files.")
     if args.report:
         _check_output(args.report, args.overwrite)
     if args.plot:
         _check_output(args.plot, args.overwrite)
         try:
-            from .plotting import plot_orthogonal_views
+            from .plotting import _check_path, plot_orthogonal_views
         except ImportError as exc:
             raise UserError(f"--plot is not available: {exc}") from None
+        _check_path(args.plot, args.overwrite)  # the figure format fails before any work
     timings = {}
     with _progress(args.quiet, 4, "correct") as bar:
         t0 = time.perf_counter()
@@ -165,6 +169,8 @@ def cmd_train(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+    if not out.resolve().parent.is_dir():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist.")
     volumes = {}
     for i, path in enumerate(args.ground_truth):
         name = Path(path).stem

@@ -214,6 +214,8 @@ class SegmentationCorrector(BaseEstimator):
         self
         """
         self._validate_params()
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must be a non-zero integer or None, got 0.")
         spacing = check_spacing(spacing if spacing is not None else self.spacing)
         volumes = _as_volumes(X)
         if not volumes:
@@ -234,16 +236,21 @@ class SegmentationCorrector(BaseEstimator):
                 )
             else:
                 table, labels = self._label_real_pairs(volumes, _as_volumes(y, "y"), spacing)
-            counts = labels.value_counts()
+            counts = {int(k): int(v) for k, v in labels.value_counts().items()}
+            if not counts:
+                raise ValueError(
+                    "screening found no candidate pair in the training volumes: give "
+                    "volumes with cells that span several layers."
+                )
             if len(counts) < 2:
                 raise ValueError(
-                    "the training pairs hold a single class "
-                    f"({dict(counts)}): give more or larger volumes, or raise split_fraction."
+                    f"the training pairs hold a single class ({counts}): give more or "
+                    "larger volumes, or raise split_fraction."
                 )
             self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
         self.spacing_ = spacing
         self.n_training_pairs_ = len(table)
-        self.training_balance_ = {int(k): int(v) for k, v in counts.items()}
+        self.training_balance_ = counts
         return self
 
     def _label_real_pairs(self, volumes, truths, spacing):
@@ -293,6 +300,8 @@ class SegmentationCorrector(BaseEstimator):
             One row per candidate: probabilities, decision, reason, what was filled.
         """
         check_is_fitted(self, "classifier_")
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must be a non-zero integer or None, got 0.")
         volume = check_label_volume(volume)
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         with parallel_config(n_jobs=self.n_jobs):

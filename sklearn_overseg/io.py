@@ -175,12 +175,24 @@ def load_volume(
     --------
     save_volume : the inverse operation.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}.")
     path = Path(os.fspath(path))
     fmt = volume_format(path)
     if not path.exists():
         raise FileNotFoundError(f"Volume file not found: '{path}'.")
+    if fmt != "zarr" and path.is_dir():
+        raise ValueError(f"'{path}' is a directory, not a {fmt} file.")
     _check_key_use(fmt, key, path)
-    volume, raw_spacing, where = _READERS[fmt](path, key, mmap)
+    try:
+        volume, raw_spacing, where = _READERS[fmt](path, key, mmap)
+    except (KeyError, FileNotFoundError):
+        raise
+    except (OSError, ValueError) as exc:
+        if "available" in str(exc):
+            raise  # our own messages about keys already name the file
+        # Corrupt files fail deep inside the reader with messages that omit the path.
+        raise ValueError(f"cannot read '{path}' as {fmt}: {exc}") from exc
     if validate:
         name = f"volume loaded from '{path}'" + (f" (key '{key}')" if key is not None else "")
         if fmt == "zarr" and mmap:
@@ -478,6 +490,11 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
     if not exists or (tmp.is_file() and not path.is_dir()):
         os.replace(tmp, path)  # atomic for files
         return
+    if path.is_dir() and not _is_zarr_store(path):
+        # overwrite=True replaces an output, never an unrelated folder of the user's.
+        raise FileExistsError(
+            f"'{path}' is a directory that is not a Zarr store; refusing to replace it."
+        )
     # A directory cannot be atomically replaced: set the old one aside, move the new one
     # in, then delete the old one, restoring it if the move fails.
     trash = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
@@ -488,6 +505,10 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
         os.replace(trash, path)
         raise
     _remove(trash)
+
+
+def _is_zarr_store(path: Path) -> bool:
+    return any((path / marker).exists() for marker in ("zarr.json", ".zarray", ".zgroup"))
 
 
 def _remove(path: Path) -> None:

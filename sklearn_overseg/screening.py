@@ -78,6 +78,9 @@ def screen_axial_pairs(
     """
     volume = index.volume
     n_z = volume.shape[0]
+    columns = ["pos_a", "pos_b", "gap", "overlap_px", "area_a", "area_b"]
+    if len(index) == 0:
+        return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
     z_first = index.z_first
     z_last = index.z_last
     found: list[tuple[np.ndarray, ...]] = []
@@ -136,7 +139,6 @@ def screen_axial_pairs(
                         area_b[ok],
                     )
                 )
-    columns = ["pos_a", "pos_b", "gap", "overlap_px", "area_a", "area_b"]
     if not found:
         return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
     arrays = [np.concatenate(parts) for parts in zip(*found, strict=True)]
@@ -224,10 +226,17 @@ class BaseScreener(BaseEstimator):
     def _prepare(self, volume, spacing, index: CellIndex | None):
         """Validated parameters, the volume's index and the voxel spacing to use."""
         self._check_params()
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must be a non-zero integer or None, got 0.")
         if index is None:
             index = CellIndex.from_volume(check_label_volume(volume, allow_empty=True))
         elif index.volume is not volume:
-            check_label_volume(volume, allow_empty=True)
+            volume = check_label_volume(volume, allow_empty=True)
+            if index.volume.shape != volume.shape:
+                raise ValueError(
+                    f"index was built for a volume of shape {index.volume.shape}, "
+                    f"not {volume.shape}."
+                )
         default = getattr(self, "spacing", None)
         return index, check_spacing(spacing if spacing is not None else default)
 

@@ -81,3 +81,16 @@ def test_index_on_real_volume_matches_bruteforce(plant_ovule):
             xx.max() + 1,
         ]
         assert index.voxel_counts[pos] == zz.size
+
+
+def test_uint64_ids_above_float_precision_stay_distinct():
+    vol = np.zeros((6, 12, 12), np.uint64)
+    vol[0:2, 2:8, 2:8] = 2**62
+    vol[3:6, 2:8, 2:8] = 2**62 + 2
+    index = CellIndex.from_volume(vol)
+    assert index.labels.tolist() == [2**62, 2**62 + 2]
+    assert index.voxel_counts.tolist() == [72, 108]
+    assert index.positions(np.array([2**62 + 2, 2**62 + 1], dtype=np.uint64)).tolist() == [1, -1]
+    vol[0, 0, 0] = 2**64 - 5
+    with pytest.raises(ValueError, match="largest supported id"):
+        CellIndex.from_volume(vol)

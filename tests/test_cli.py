@@ -404,3 +404,33 @@ def test_correct_with_contact_screening(files, tmp_path, capsys, screen):
     assert "contact" in set(decisions["kind"])
     assert (screen == "both") == ("axial" in set(decisions["kind"]))
     assert load_volume(out).shape == load_volume(files["in"]).shape
+
+
+def test_outputs_must_differ_and_plot_format_fails_first(files, tmp_path, capsys):
+    out = tmp_path / "same.tif"
+    code, _, err = run(capsys, "correct", files["in"], "-o", out, "--report", out, "--overwrite")
+    assert code == 2 and "three different files" in err
+    assert not out.exists()
+    code, _, err = run(
+        capsys,
+        "correct",
+        files["in"],
+        "-o",
+        tmp_path / "o.tif",
+        "--report",
+        tmp_path / "r.csv",
+        "--plot",
+        tmp_path / "p.xyz",
+    )
+    assert code == 2 and "cannot save a figure" in err
+    assert not (tmp_path / "o.tif").exists() and not (tmp_path / "r.csv").exists()
+
+
+def test_train_checks_output_folder_before_fitting(files, tmp_path, capsys):
+    code, _, err = run(capsys, "train", files["gt"], "-o", tmp_path / "missing" / "model")
+    assert code == 2 and "does not exist" in err
+
+
+def test_n_jobs_zero_is_named(files, tmp_path, capsys):
+    code, _, err = run(capsys, "correct", files["in"], "-o", tmp_path / "o.tif", "--n-jobs", "0")
+    assert code == 2 and "n_jobs" in err

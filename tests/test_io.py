@@ -510,14 +510,34 @@ def test_overwrite_zarr_group_drops_old_arrays(tmp_path):
 def test_overwrite_directory_with_file(tmp_path):
     path = save_volume(tmp_path / "a.zarr", _volume())
     assert path.is_dir()
-    # A wrongly named plain directory at a .tif path is replaced as a whole.
+    # overwrite=True replaces outputs, never a user's folder that merely has the name.
     weird = tmp_path / "b.tif"
     weird.mkdir()
     (weird / "junk").write_text("x")
-    save_volume(weird, _volume(), overwrite=True)
-    assert weird.is_file()
-    np.testing.assert_array_equal(load_volume(weird), _volume())
-    assert _listing(tmp_path) == ["a.zarr", "b.tif"]
+    with pytest.raises(FileExistsError, match="not a Zarr store"):
+        save_volume(weird, _volume(), overwrite=True)
+    notes = tmp_path / "c.zarr"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not a Zarr store"):
+        save_volume(notes, _volume(), overwrite=True)
+    assert (weird / "junk").read_text() == "x" and (notes / "notes.txt").read_text() == "precious"
+    # A real Zarr store is replaced.
+    save_volume(path, _volume() + 1, overwrite=True)
+    np.testing.assert_array_equal(load_volume(path), _volume() + 1)
+    assert _listing(tmp_path) == ["a.zarr", "b.tif", "c.zarr"]
+
+
+def test_corrupt_files_name_the_path(tmp_path):
+    for name in ("bad.h5", "bad.npy", "bad.tif"):
+        (tmp_path / name).write_bytes(b"not a volume at all" * 10)
+        with pytest.raises(ValueError, match=name):
+            load_volume(tmp_path / name)
+    (tmp_path / "dir.tif").mkdir()
+    with pytest.raises(ValueError, match="is a directory"):
+        load_volume(tmp_path / "dir.tif")
+    with pytest.raises(TypeError, match="path must be"):
+        load_volume(None)
 
 
 class Boom(RuntimeError):

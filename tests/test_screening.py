@@ -166,3 +166,23 @@ def test_recall_of_synthesised_splits_on_synthetic_tissue():
 def test_recall_of_synthesised_splits_on_real_tissue(plant_tissue, plant_ovule, step):
     _assert_no_split_dropped(plant_tissue[::step], seeds=(0, 1))
     _assert_no_split_dropped(plant_ovule[::step], seeds=(0, 1))
+
+
+def test_empty_volume_and_foreign_index():
+    from sklearn_overseg.cells import CellIndex
+
+    empty = np.zeros((4, 4, 4), np.uint8)
+    assert len(AxialGapScreener().screen(empty)) == 0
+    other = CellIndex.from_volume(np.ones((2, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="index was built for a volume of shape"):
+        AxialGapScreener().screen(_split_column(1), index=other)
+    with pytest.raises(ValueError, match="n_jobs"):
+        AxialGapScreener(n_jobs=0).screen(_split_column(1))
+
+
+def test_axial_pairs_with_huge_ids():
+    vol = _split_column(1).astype(np.uint64)
+    vol[vol == 1] = 2**62
+    vol[vol == 2] = 2**62 + 2
+    table = AxialGapScreener().screen(vol)
+    assert table[["cell_a", "cell_b", "gap"]].values.tolist() == [[2**62, 2**62 + 2, 1]]

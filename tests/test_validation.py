@@ -46,3 +46,8 @@ def test_spacing():
         check_spacing([1, 0, 1])
     with pytest.raises(TypeError, match="spacing"):
         check_spacing(object())
+
+
+def test_spacing_string_is_named():
+    with pytest.raises(TypeError, match="spacing must be"):
+        check_spacing("abc")
