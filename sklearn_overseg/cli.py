@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,13 +35,15 @@ def _write_csv_atomic(table, path: Path, overwrite: bool) -> None:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    from .io import _make_temp_sibling
+
+    tmp = _make_temp_sibling(path, directory=False)
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with open(tmp, "w", newline="") as handle:
             table.to_csv(handle)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

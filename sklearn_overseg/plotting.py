@@ -15,7 +15,6 @@ existing file unless ``overwrite=True``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -94,13 +93,16 @@ def _save(fig: Figure, target: tuple[Path, str] | None, overwrite: bool) -> None
     # would silently clobber a file created in the meantime.
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    from .io import _make_temp_sibling
+
+    # A sibling created with the user's umask, unlike tempfile's private 0o600 files.
+    tmp = _make_temp_sibling(path, directory=False)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             fig.savefig(handle, format=fmt, dpi=100)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
