@@ -148,7 +148,7 @@ QUICKSTART = [
     ),
     code(
         """
-        corrected, decisions = corrector.correct(demo.labels, spacing=demo.spacing)
+        corrected, decisions = corrector.correct(demo.labels)
         columns = ["cell_a", "cell_b", "gap", "probability", "merged", "reason", "filled_voxels"]
         decisions.sort_values("probability", ascending=False)[columns]
         """

@@ -157,7 +157,7 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         Class labels; ``classes_[1]`` is the positive class (probability column 1).
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` was a DataFrame with string column names.
     net_ : skorch.NeuralNetBinaryClassifier
         The trained skorch net; its ``history`` holds the training log.

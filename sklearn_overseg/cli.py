@@ -119,7 +119,7 @@ def cmd_correct(args) -> int:
         timings["model"] = time.perf_counter() - t0
         bar.update()
         t0 = time.perf_counter()
-        corrected, decisions = corrector.correct(volume, spacing=spacing)
+        corrected, decisions = corrector.correct(volume)
         timings["correct"] = time.perf_counter() - t0
         bar.update()
         t0 = time.perf_counter()
@@ -219,7 +219,7 @@ def cmd_demo(args) -> int:
     demo = load_demo()
     corrector = _load_model(args.model)
     t0 = time.perf_counter()
-    corrected, decisions = corrector.correct(demo.labels, spacing=demo.spacing)
+    corrected, decisions = corrector.correct(demo.labels)
     elapsed = time.perf_counter() - t0
     merged = decisions[decisions["merged"]]
     truth = list(zip(demo.merges["cell_a"], demo.merges["cell_b"], strict=True))

@@ -287,7 +287,10 @@ class SegmentationCorrector(BaseEstimator):
         volume : array-like of int, shape (Z, Y, X)
             Flawed label volume; never modified.
         spacing : tuple of float, optional
-            Voxel size (z, y, x); defaults to the spacing used in :meth:`fit`.
+            Voxel size (z, y, x) in the units the model was trained in; defaults to the
+            spacing used in :meth:`fit`. Distance features scale with it, so leave it
+            unset for a model trained in voxel units (the shipped ones are), whatever
+            the file's physical voxel size.
         volume_id : str, default="0"
             Written to the decision table.
 

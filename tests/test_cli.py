@@ -142,7 +142,7 @@ def test_correct_writes_volume_and_report(files, model, tmp_path, capsys):
     assert spacing == SPACING
     assert corrected.dtype == flawed.dtype and corrected.shape == flawed.shape
     # The same model in-process gives the same volume.
-    expected, decisions = load_pretrained(model).correct(flawed, spacing=SPACING)
+    expected, decisions = load_pretrained(model).correct(flawed)
     np.testing.assert_array_equal(corrected, expected)
     table = pd.read_csv(report, index_col=0)
     assert list(table.columns) == list(DECISION_COLUMNS)
@@ -373,7 +373,7 @@ def test_correct_without_model_uses_the_shipped_one(files, tmp_path, capsys):
     out = tmp_path / "out.tif"
     code, _, err = run(capsys, "correct", files["in"], "-o", out)
     assert code == 0, err
-    expected, _ = load_pretrained().correct(load_volume(files["in"]), spacing=SPACING)
+    expected, _ = load_pretrained().correct(load_volume(files["in"]))
     np.testing.assert_array_equal(load_volume(out), expected)
 
 
