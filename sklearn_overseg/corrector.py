@@ -106,9 +106,10 @@ class SegmentationCorrector(BaseEstimator):
     classifier : classifier, default=None
         Judges candidate tables (``predict_proba`` on the table); defaults to
         :func:`~sklearn_overseg.pipeline.make_default_pipeline`.
-    threshold : float, default=0.5
+    threshold : float or dict of str to float, default=0.5
         Merge pairs whose probability of being one cell exceeds this (so ``1.0`` merges
-        nothing and ``0.0`` everything with a non-zero probability).
+        nothing and ``0.0`` everything with a non-zero probability). A dict gives one
+        threshold per candidate kind, e.g. ``{"axial": 0.5, "contact": 0.93}``.
     interpolation : {"ot", "sdf", "none"}, default="ot"
         How the missing layers of a merged axial pair are filled.
     only_background : bool, default=True
@@ -141,7 +142,7 @@ class SegmentationCorrector(BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "screener": [None, object],
         "classifier": [None, object],
-        "threshold": [Interval(Real, 0, 1, closed="both")],
+        "threshold": [Interval(Real, 0, 1, closed="both"), dict],
         "interpolation": [StrOptions({"ot", "sdf", "none"})],
         "only_background": ["boolean"],
         "split_fraction": [Interval(Real, 0, 1, closed="both")],
@@ -325,7 +326,8 @@ class SegmentationCorrector(BaseEstimator):
         merged_into = np.zeros(n, dtype=np.int64)
         filled = np.zeros(n, dtype=np.int64)
         if n:
-            accepted = proba > self.threshold
+            limits = self._thresholds(table["kind"].to_numpy())
+            accepted = proba > limits
             chosen = self._one_to_one(table, proba, accepted, reason)
             order = np.lexsort((table["cell_b"].to_numpy(), table["z_a_last"].to_numpy()))
             groups = _Groups()
@@ -344,7 +346,7 @@ class SegmentationCorrector(BaseEstimator):
                     rejudged[i] = self._rejudge(
                         table.iloc[[i]], root_a, root_b, bbox_a, bbox_b, out, spacing
                     )
-                    if not rejudged[i] > self.threshold:
+                    if not rejudged[i] > limits[i]:
                         reason[i] = "rejected after merging above"
                         continue
                 filled[i] = self._merge(row, root_a, root_b, bbox_a, bbox_b, out, spacing)
@@ -360,6 +362,18 @@ class SegmentationCorrector(BaseEstimator):
         decisions["merged_into"] = merged_into
         decisions["filled_voxels"] = filled
         return decisions[list(DECISION_COLUMNS)]
+
+    def _thresholds(self, kinds: np.ndarray) -> np.ndarray:
+        """The threshold of each candidate, by its kind."""
+        if not isinstance(self.threshold, dict):
+            return np.full(len(kinds), float(self.threshold))
+        missing = sorted(set(kinds) - set(self.threshold))
+        if missing:
+            raise ValueError(f"threshold has no value for candidate kind(s) {missing}.")
+        for kind, value in self.threshold.items():
+            if not isinstance(value, Real) or not 0 <= value <= 1:
+                raise ValueError(f"threshold[{kind!r}] must be in [0, 1], got {value!r}.")
+        return np.array([float(self.threshold[k]) for k in kinds])
 
     @staticmethod
     def _one_to_one(table, proba, accepted, reason) -> np.ndarray:

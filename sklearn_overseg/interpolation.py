@@ -73,8 +73,6 @@ _TIE_RTOL = 1e-9
 # Relative size of the cost perturbation that breaks exact ties in the EMD.
 _TIE_BREAK = 1e-8
 _EIGHT = np.ones((3, 3), dtype=bool)
-# Side of the pixel blocks probed once before the per-pixel fill (see ``_fill``).
-_BLOCK = 4
 # Cached tie-breaking noise (see ``_tie_noise``), kept below 8 MB.
 _NOISE: np.ndarray = np.empty(0)
 _NOISE_CACHE_MAX = 1 << 20
@@ -172,12 +170,16 @@ def _transport(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
     # A fixed-seed perturbation far below any cost difference of grid points only
     # breaks the ties (same optimum), and keeps the result deterministic.
     cost += _tie_noise(n * m).reshape(n, m) * (_TIE_BREAK * max(cost.max(), 1e-12))
-    # The default numItermax stops the simplex early beyond a few hundred points.
+    # The default numItermax stops the simplex early beyond a few hundred points. The
+    # marginals balance by construction and the duals are unused: skipping their check
+    # and centring trims Python overhead without touching the plan.
     plan = ot.emd(
         np.full(n, 1.0 / n),
         np.full(m, 1.0 / m),
         cost,
         numItermax=max(100_000, 50 * (n + m) ** 2),
+        center_dual=False,
+        check_marginals=False,
     )
     i, j = np.nonzero(plan > 1e-3 / (n * m))
     return src[i], dst[j]
@@ -189,46 +191,44 @@ def _tree(points: np.ndarray) -> cKDTree:
 
 
 def _fill(
-    tree_in: cKDTree,
-    tree_out: cKDTree,
-    shape: tuple[int, int],
-    spacing: tuple[float, float],
+    in_pts: np.ndarray,
+    out_pts: np.ndarray,
+    centres: np.ndarray,
     near_end: np.ndarray,
     tol: float,
 ) -> np.ndarray:
-    """Pixels of ``shape`` whose nearest sample is an inside one (ties to ``near_end``).
+    """Flat mask of the ``centres`` whose nearest sample is an inside one.
 
-    Querying every pixel centre dominated the cost, so the frame is first probed at the
-    centres of ``_BLOCK`` x ``_BLOCK`` blocks. Nearest-sample distances are 1-Lipschitz,
-    so ``delta = d_out - d_in`` changes by at most ``2 r`` within distance ``r`` of a
-    probe: a block whose probe has ``|delta| > 2 r_max + tol`` (plus a float margin)
-    has the probe's answer at every pixel, exactly as a per-pixel query would give it.
-    Only the remaining blocks, those along the interpolated boundary, are queried pixel
-    by pixel with the original rule.
+    Implements ``d_in < d_out - tol``, exact ties (``|d_in - d_out| <= tol``) going to
+    ``near_end`` (flat, aligned with ``centres``). One 2-nearest query on the union of
+    both clouds replaces a query per cloud (~25% faster): when the two nearest samples
+    differ in kind they give ``d_in`` and ``d_out`` exactly; when they share it, the
+    other kind is at least as far as the second one, which settles the pixel unless
+    the two are within ``2 * tol`` (a margin far above rounding), where the other
+    cloud is queried to apply the rule as written.
     """
-    h, w = shape
-    sy, sx = spacing
-    s = _BLOCK
-    half = 0.5 * (s - 1)
-    rows = (np.arange(-(-h // s)) * s + half) * sy
-    cols = (np.arange(-(-w // s)) * s + half) * sx
-    probes = np.column_stack([np.repeat(rows, len(cols)), np.tile(cols, len(rows))])
-    delta = tree_out.query(probes)[0] - tree_in.query(probes)[0]
-    # Any pixel of a block, even of a block cut by the frame edge, is within r_max of
-    # the full block's centre. The 1e-6 margin dwarfs the KD-tree's rounding errors.
-    bound = 2.0 * half * float(np.hypot(sy, sx)) + tol + 1e-6 * max(sy, sx)
-    block_in = (delta > bound).reshape(len(rows), len(cols))
-    block_unsure = (np.abs(delta) <= bound).reshape(len(rows), len(cols))
-    by, bx = np.arange(h) // s, np.arange(w) // s
-    inside = block_in[by[:, None], bx[None, :]]
-    unsure = block_unsure[by[:, None], bx[None, :]]
-    r, c = np.nonzero(unsure)
-    if len(r):
-        centres = np.column_stack([r * sy, c * sx])
-        d_in = tree_in.query(centres)[0]
-        d_out = tree_out.query(centres)[0]
-        inside[r, c] = (d_in < d_out - tol) | ((np.abs(d_in - d_out) <= tol) & near_end[r, c])
+    n_in = len(in_pts)
+    dist, idx = _tree(np.concatenate([in_pts, out_pts])).query(centres, k=2)
+    first_in = idx[:, 0] < n_in
+    d_first, d_second = dist[:, 0], dist[:, 1]
+    mixed = first_in != (idx[:, 1] < n_in)
+    close = ~mixed & (d_second - d_first <= 2.0 * tol)
+    d_other = d_second.copy()
+    for kind_in, other in ((True, out_pts), (False, in_pts)):
+        ask = np.flatnonzero(close & (first_in == kind_in))
+        if len(ask):
+            d_other[ask] = _tree(other).query(centres[ask])[0]
+    inside = first_in.copy()
+    rule = np.flatnonzero(mixed | close)
+    d_in = np.where(first_in[rule], d_first[rule], d_other[rule])
+    d_out = np.where(first_in[rule], d_other[rule], d_first[rule])
+    inside[rule] = (d_in < d_out - tol) | ((np.abs(d_in - d_out) <= tol) & near_end[rule])
     return inside
+
+
+def _pixel_centres(shape: tuple[int, int], spacing: tuple[float, float]) -> np.ndarray:
+    rows, cols = np.indices(shape)
+    return np.column_stack([rows.ravel() * spacing[0], cols.ravel() * spacing[1]])
 
 
 def _interpolate_ot(
@@ -246,19 +246,20 @@ def _interpolate_ot(
     # One plan per band serves every layer: only the displacement depends on t.
     in_src, in_dst = _transport(in_a, in_b)
     out_src, out_dst = _transport(out_a, out_b)
+    # The padding ring is cropped from the result, so its pixels are never queried.
+    centres = _pixel_centres(pa.shape, spacing).reshape(*pa.shape, 2)[1:-1, 1:-1].reshape(-1, 2)
     tol = _TIE_RTOL * max(spacing) * max(pa.shape)
     min_size = None
     out = np.empty((len(ts), *a.shape), dtype=bool)
     for k, t in enumerate(ts):
         inside = _fill(
-            _tree((1 - t) * in_src + t * in_dst),
-            _tree((1 - t) * out_src + t * out_dst),
-            pa.shape,
-            spacing,
-            pa if t <= 0.5 else pb,
+            (1 - t) * in_src + t * in_dst,
+            (1 - t) * out_src + t * out_dst,
+            centres,
+            (a if t <= 0.5 else b).ravel(),
             tol,
         )
-        labels, sizes = _component_sizes(inside[1:-1, 1:-1])
+        labels, sizes = _component_sizes(inside.reshape(a.shape))
         if len(sizes) < 2:
             out[k] = labels > 0
             continue

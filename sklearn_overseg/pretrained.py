@@ -85,7 +85,8 @@ def _join(axial, contact):
     both = SegmentationCorrector(
         screener=screener,
         classifier=classifier,
-        threshold=axial.threshold,
+        # Each kind keeps the threshold its model was tuned with.
+        threshold={"axial": axial.threshold, "contact": contact.threshold},
         interpolation=axial.interpolation,
     )
     both.screener_ = screener

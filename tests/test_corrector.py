@@ -9,6 +9,7 @@ searches the threshold with volumes as samples.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
@@ -491,3 +492,13 @@ def test_fit_on_ground_truth_then_correct_improves_map(trained):
     after = mean_average_precision(corrected, truths[0])
     assert after > before
     assert set(np.unique(corrected)) <= set(np.unique(flawed[0]))
+
+
+def test_threshold_per_kind():
+    table = pd.DataFrame({"kind": ["axial", "contact", "axial"]})
+    corrector = SegmentationCorrector(threshold={"axial": 0.2, "contact": 0.9})
+    np.testing.assert_array_equal(corrector._thresholds(table["kind"].to_numpy()), [0.2, 0.9, 0.2])
+    with pytest.raises(ValueError, match="no value for candidate kind"):
+        SegmentationCorrector(threshold={"axial": 0.5})._thresholds(np.array(["contact"]))
+    with pytest.raises(ValueError, match=r"threshold\['axial'\] must be in \[0, 1\]"):
+        SegmentationCorrector(threshold={"axial": 1.5})._thresholds(np.array(["axial"]))

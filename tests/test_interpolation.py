@@ -348,3 +348,125 @@ def test_fill_gap_bad_inputs(change, error, match):
     z_a, z_b = change.get("z", (0, 2))
     with pytest.raises(error, match=match):
         fill_gap(vol, change.get("label", 1), z_a, z_b, change.get("origin", (5, 5)), cell, cell)
+
+
+# --- regression: the optimized fill equals the original full-frame implementation ------
+
+_REF_CROSS = ndimage.generate_binary_structure(2, 1)
+_REF_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _ref_band_points(mask, spacing, max_points, rng):
+    inner = mask & ~ndimage.binary_erosion(mask, _REF_CROSS)
+    outer = ndimage.binary_dilation(mask, _REF_CROSS) & ~mask
+    bands = []
+    for band in (inner, outer):
+        pts = np.argwhere(band)
+        if len(pts) > max_points:
+            pts = pts[np.sort(rng.choice(len(pts), size=max_points, replace=False))]
+        bands.append(pts * np.asarray(spacing))
+    return bands
+
+
+def _ref_transport(src, dst):
+    import ot
+    from scipy.spatial.distance import cdist
+
+    n, m = len(src), len(dst)
+    cost = cdist(src, dst, "sqeuclidean")
+    cost += np.random.default_rng(0).random(cost.shape) * (1e-8 * max(cost.max(), 1e-12))
+    plan = ot.emd(
+        np.full(n, 1.0 / n), np.full(m, 1.0 / m), cost, numItermax=max(100_000, 50 * (n + m) ** 2)
+    )
+    i, j = np.nonzero(plan > 1e-3 / (n * m))
+    return src[i], dst[j]
+
+
+def _ref_sizes(mask):
+    labels, _ = ndimage.label(mask, structure=_REF_EIGHT)
+    return labels, np.bincount(labels.ravel())[1:]
+
+
+def _reference_ot(a, b, n_layers, spacing=(1.0, 1.0), max_contour_points=2000, random_state=None):
+    """The pre-optimisation ``method="ot"`` path: two KD-tree queries over every pixel."""
+    from scipy.spatial import KDTree
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(random_state)
+    ts = np.arange(1, n_layers + 1) / (n_layers + 1)
+    pa, pb = np.pad(a, 1), np.pad(b, 1)
+    in_a, out_a = _ref_band_points(pa, spacing, max_contour_points, rng)
+    in_b, out_b = _ref_band_points(pb, spacing, max_contour_points, rng)
+    in_src, in_dst = _ref_transport(in_a, in_b)
+    out_src, out_dst = _ref_transport(out_a, out_b)
+    rows, cols = np.indices(pa.shape)
+    centres = np.column_stack([rows.ravel() * spacing[0], cols.ravel() * spacing[1]])
+    min_size = 0.5 * min(_ref_sizes(a)[1].min(), _ref_sizes(b)[1].min())
+    tol = 1e-9 * max(spacing) * max(pa.shape)
+    out = np.empty((len(ts), *a.shape), dtype=bool)
+    for k, t in enumerate(ts):
+        d_in, _ = KDTree((1 - t) * in_src + t * in_dst).query(centres)
+        d_out, _ = KDTree((1 - t) * out_src + t * out_dst).query(centres)
+        near_end = pa if t <= 0.5 else pb
+        inside = (d_in < d_out - tol) | ((np.abs(d_in - d_out) <= tol) & near_end.ravel())
+        mask = inside.reshape(pa.shape)[1:-1, 1:-1]
+        labels, sizes = _ref_sizes(mask)
+        if len(sizes) >= 2:
+            mask = np.concatenate([[False], sizes >= min_size])[labels]
+        out[k] = mask
+    return out
+
+
+def _axial_pairs(volume, step, limit):
+    """(first, third-present) layer masks of each cell in its own bounding box."""
+    pairs = []
+    for lab, sl in enumerate(ndimage.find_objects(volume), 1):
+        if sl is None:
+            continue
+        cell = volume[sl] == lab
+        layers = np.flatnonzero(cell.any(axis=(1, 2)))
+        if len(layers) > step:
+            pairs.append((cell[layers[0]], cell[layers[step]]))
+    return pairs[:limit]
+
+
+def _assert_same_as_reference(pairs, **kw):
+    assert pairs
+    for a, b in pairs:
+        for n_layers in (1, 2):
+            np.testing.assert_array_equal(
+                interpolate_masks(a, b, n_layers, **kw), _reference_ot(a, b, n_layers, **kw)
+            )
+
+
+def test_matches_reference_on_synthetic_tissue():
+    from sklearn_overseg.datasets import make_tissue
+
+    vol = make_tissue((10, 48, 48), cell_size=(4, 14, 14), random_state=0)
+    pairs = _axial_pairs(vol, 2, 12)
+    _assert_same_as_reference(pairs)
+    _assert_same_as_reference(pairs[:4], spacing=(0.7, 1.3))
+    _assert_same_as_reference(pairs[:4], max_contour_points=15, random_state=3)
+    # Hand-made shapes with holes, several components and half-pixel ties.
+    annulus = disk((30, 40), (15, 12), 10) & ~disk((30, 40), (15, 12), 4)
+    two = disk((40, 40), (10, 10), 4) | disk((40, 40), (30, 28), 4)
+    _assert_same_as_reference(
+        [
+            (annulus, np.roll(annulus, 8, axis=1)),
+            (two, np.roll(two, 6, axis=1)),
+            (disk((40, 40), (20, 14), 8), disk((40, 40), (20, 17), 8)),
+            (c_shape((40, 50), (20, 15)), c_shape((40, 50), (20, 23))),
+        ]
+    )
+
+
+def test_matches_reference_on_plant_tissue(plant_tissue):
+    _assert_same_as_reference(_axial_pairs(plant_tissue[::4], 2, 40))
+
+
+def test_cached_tie_noise_equals_a_fresh_draw():
+    from sklearn_overseg.interpolation import _tie_noise
+
+    for size in (7, 5000, 300, 70_000, 12):
+        np.testing.assert_array_equal(_tie_noise(size), np.random.default_rng(0).random(size))
+    assert _tie_noise(3).shape == (3,)

@@ -60,3 +60,11 @@ def test_bad_kind():
         load_pretrained(PRETRAINED_DIR, kind="contact")
     with pytest.raises(FileNotFoundError, match="no model directory"):
         load_pretrained("/nonexistent/model")
+
+
+def test_both_keeps_each_models_threshold():
+    axial, contact = load_pretrained(), load_pretrained(kind="contact")
+    both = load_pretrained(kind="both")
+    assert both.threshold == {"axial": axial.threshold, "contact": contact.threshold}
+    # The contact threshold was chosen by cross-validation on the training tables.
+    assert 0.5 < contact.threshold < 1.0
