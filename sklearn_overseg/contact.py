@@ -52,6 +52,7 @@ Choices made where the paper is silent:
 from __future__ import annotations
 
 import warnings
+from itertools import pairwise
 from numbers import Integral
 from typing import ClassVar
 
@@ -80,6 +81,8 @@ _KEY = np.int64(1) << np.int64(31)
 # Sample points are pushed this far (in steps) towards B so that axis-aligned contacts,
 # whose plane lies exactly between two voxel layers, never hit a rounding tie.
 _TIE_BIAS = 1e-3
+# Parallel tasks per worker when re-slicing pairs.
+_BATCHES_PER_JOB = 4
 # Middle eigenvalue below this fraction of the largest: faces collinear, no plane.
 _DEGENERATE = 1e-6
 
@@ -254,6 +257,7 @@ class _PairBox:
         that is kept rather than the whole pair.
         """
         union = self.codes > 0
+        corner = np.zeros(3, dtype=np.int64)
         if half_width is not None:
             axes = [
                 ((np.arange(n) + start) * sp - o) * d
@@ -261,20 +265,71 @@ class _PairBox:
                     union.shape, self.start, self.spacing, origin, normal, strict=True
                 )
             ]
-            distance = (
-                axes[0].astype(np.float32)[:, None, None]
-                + axes[1].astype(np.float32)[None, :, None]
-                + axes[2].astype(np.float32)[None, None, :]
+            # float32 rounding and addition are monotone, so the computed distance is
+            # extreme at the box's corners: when both extremes are in the slab, every
+            # voxel is and ``near`` would be ``union`` itself.
+            lows = [np.float32(a.min()) for a in axes]
+            highs = [np.float32(a.max()) for a in axes]
+            inside = (
+                abs((lows[0] + lows[1]) + lows[2]) <= half_width
+                and abs((highs[0] + highs[1]) + highs[2]) <= half_width
             )
-            near = union & (np.abs(distance) <= half_width)
-            if near.any():
-                union = near
-        filled = union.any(axis=0)
-        ys, xs = np.nonzero(filled)
-        first = union.argmax(axis=0)[ys, xs]
-        last = union.shape[0] - 1 - union[::-1].argmax(axis=0)[ys, xs]
-        ends = np.concatenate([np.stack([first, ys, xs], axis=1), np.stack([last, ys, xs], axis=1)])
-        return self._physical(ends)
+            window = None if inside else _slab_window(axes, half_width)
+            if window is not None:
+                # The distance is only computed inside the slab's box; outside it no voxel
+                # is near the plane, so ``near`` is the same as over the whole crop.
+                distance = (
+                    axes[0][window[0]].astype(np.float32)[:, None, None]
+                    + axes[1][window[1]].astype(np.float32)[None, :, None]
+                    + axes[2][window[2]].astype(np.float32)[None, None, :]
+                )
+                near = union[window] & (np.abs(distance) <= half_width)
+                if near.any():
+                    union = near
+                    corner = np.array([w.start for w in window], dtype=np.int64)
+        # First and last filled layer of each column as maxima over z of weighted masks:
+        # reductions over the leading axis run on contiguous rows, unlike argmax.
+        depth = union.shape[0]
+        kind = np.uint8 if depth < 255 else np.int64
+        rank = np.arange(1, depth + 1, dtype=kind)[:, None, None]
+        top = np.multiply(union, rank).max(axis=0)
+        ys, xs = np.nonzero(top)
+        last = top[ys, xs].astype(np.int64) - 1
+        first = depth - np.multiply(union, rank[::-1]).max(axis=0)[ys, xs].astype(np.int64)
+        # Rows (first, y, x) then (last, y, x), written straight into the float result:
+        # integers convert exactly, so this equals ``self._physical`` of the index rows.
+        n = len(ys)
+        ends = np.empty((2 * n, 3))
+        start = self.start + corner
+        ends[:n, 0] = first + start[0]
+        ends[n:, 0] = last + start[0]
+        ends[:n, 1] = ends[n:, 1] = ys + start[1]
+        ends[:n, 2] = ends[n:, 2] = xs + start[2]
+        ends *= self.spacing
+        return ends
+
+
+def _slab_window(axes: list[np.ndarray], half_width: float) -> tuple[slice, ...] | None:
+    """Box of the crop outside which no voxel lies within ``half_width`` of the plane.
+
+    ``axes[k]`` is the distance term contributed by the index along axis ``k``; a voxel's
+    distance is their sum. Bounds are widened by a slack far above float32 rounding, so the
+    box is conservative. None when no voxel can be near the plane.
+    """
+    lows = [float(a.min()) for a in axes]
+    highs = [float(a.max()) for a in axes]
+    slack = 1e-4 * (1.0 + sum(max(abs(lo), abs(hi)) for lo, hi in zip(lows, highs, strict=True)))
+    window = []
+    for k, values in enumerate(axes):
+        rest_lo = sum(lows) - lows[k]
+        rest_hi = sum(highs) - highs[k]
+        ok = np.flatnonzero(
+            (values + rest_lo <= half_width + slack) & (values + rest_hi >= -half_width - slack)
+        )
+        if ok.size == 0:
+            return None
+        window.append(slice(int(ok[0]), int(ok[-1]) + 1))
+    return tuple(window)
 
 
 def _sample_nearest(
@@ -289,16 +344,27 @@ def _sample_nearest(
     """
     strides = (padded.shape[1] * padded.shape[2], padded.shape[2], 1)
     grids = [np.arange(n, dtype=float) for n in shape]
-    flat = np.zeros(shape, dtype=np.intp)
+    full = np.empty(shape)  # reused: fresh large temporaries cost page faults
+    kind = np.int32 if padded.size < 2**31 else np.intp
+    flat = None
     for k in range(3):
-        # +1 for the border, +0.5 so that floor rounds to the nearest voxel.
-        first = (matrix[k, 0] * grids[0] + (offset[k] + 1.5))[:, None, None]
-        coord = first + (matrix[k, 1] * grids[1])[None, :, None]
-        coord = coord + (matrix[k, 2] * grids[2])[None, None, :]
-        np.floor(coord, out=coord)
-        np.clip(coord, 0, padded.shape[k] - 1, out=coord)
-        flat += coord.astype(np.intp) * strides[k]
-    return padded.ravel()[flat]
+        # +1 for the border, +0.5 so that truncation rounds to the nearest voxel.
+        coord = (matrix[k, 0] * grids[0] + (offset[k] + 1.5))[:, None, None]
+        # Adding an all-zero term changes nothing: skip it and keep the array small.
+        if matrix[k, 1] != 0.0:
+            coord = coord + (matrix[k, 1] * grids[1])[None, :, None]
+        if matrix[k, 2] != 0.0:
+            coord = np.add(coord, (matrix[k, 2] * grids[2])[None, None, :], out=full)
+        # Clipped to the (integer) bounds first, values are non-negative and truncation
+        # is floor.
+        part = np.clip(coord, 0, padded.shape[k] - 1, out=full if coord is full else None)
+        part = part.astype(kind)
+        if strides[k] != 1:
+            np.multiply(part, strides[k], out=part)
+        flat = (
+            part if flat is None else np.add(flat, part, out=None if flat.shape != shape else flat)
+        )
+    return padded.ravel()[np.broadcast_to(flat, shape)]
 
 
 def _canonical(normal: np.ndarray) -> np.ndarray:
@@ -346,7 +412,14 @@ def _in_plane_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     reference = np.array([0.0, 1.0, 0.0]) if abs(normal[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
     u = reference - (reference @ normal) * normal
     u /= np.linalg.norm(u)
-    v = np.cross(normal, u)
+    # np.cross computes the same products and differences, with more overhead.
+    v = np.array(
+        [
+            normal[1] * u[2] - normal[2] * u[1],
+            normal[2] * u[0] - normal[0] * u[2],
+            normal[0] * u[1] - normal[1] * u[0],
+        ]
+    )
     return u, v / np.linalg.norm(v)
 
 
@@ -414,7 +487,7 @@ def _reslice(
         a, dropped_a, kept = sampled[zero : zero + 1] == codes[0], zero, "a"
     elif b.shape[0] == 0 and a.shape[0] > 0:
         b, kept = sampled[zero : zero + 1] == codes[1], "b"
-    footprint = np.concatenate([a, b]).any(axis=0)
+    footprint = a.any(axis=0) | b.any(axis=0)
     rows, cols = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
     if rows.size:
         frame = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
@@ -475,6 +548,28 @@ def _oriented_geometry(
         if method == "centroids" or (geom.n_layers_a and geom.n_layers_b):
             break
     return geom, swapped
+
+
+def _oriented_batch(tasks: list[tuple]) -> list[tuple[tuple, bool]]:
+    """Re-slice pairs in a worker; masks travel back bit-packed (eight times smaller)."""
+    packed = []
+    for task in tasks:
+        geom, swapped = _oriented_geometry(*task)
+        stacks = [(np.packbits(m, axis=None), m.shape) for m in (geom.a, geom.b)]
+        fields = (geom.gap, geom.spacing, geom.layer_step, geom.origin, geom.extra)
+        packed.append(((stacks, fields), swapped))
+    return packed
+
+
+def _unpack(packed: tuple) -> PairGeometry:
+    stacks, (gap, spacing, layer_step, origin, extra) = packed
+    a, b = (
+        np.unpackbits(bits, count=int(np.prod(shape))).view(bool).reshape(shape)
+        for bits, shape in stacks
+    )
+    return PairGeometry(
+        a=a, b=b, gap=gap, spacing=spacing, layer_step=layer_step, origin=origin, extra=extra
+    )
 
 
 def reslice_pair(
@@ -557,7 +652,8 @@ class ContactScreener(BaseScreener):
     spacing : tuple of float, optional
         Voxel size (z, y, x); overridden by the ``spacing`` argument of :meth:`screen`.
     n_jobs : int, optional
-        Threads used to re-slice the pairs.
+        Worker processes used to re-slice the pairs (the volume reaches them
+        memory-mapped, not copied). Results do not depend on it.
 
     Examples
     --------
@@ -656,10 +752,16 @@ class ContactScreener(BaseScreener):
         if effective_n_jobs(self.n_jobs) == 1:
             results = [_oriented_geometry(*task) for task in tasks]
         else:
-            # numpy releases the GIL in the heavy passes: threads share the volume.
-            results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                delayed(_oriented_geometry)(*task) for task in tasks
+            # A pair is a millisecond of many small numpy calls that hold the GIL, so
+            # threads do not overlap; processes do. Few large batches keep the transfer
+            # cheap: joblib memory-maps the volume once per batch instead of copying it.
+            tasks = list(tasks)
+            n_batches = min(len(tasks), _BATCHES_PER_JOB * effective_n_jobs(self.n_jobs))
+            bounds = np.linspace(0, len(tasks), n_batches + 1).astype(int)
+            batches = Parallel(n_jobs=self.n_jobs, prefer="processes")(
+                delayed(_oriented_batch)(tasks[lo:hi]) for lo, hi in pairwise(bounds)
             )
+            results = [(_unpack(packed), swapped) for batch in batches for packed, swapped in batch]
         pos_p, pos_q = pairs["pos_p"].to_numpy(), pairs["pos_q"].to_numpy()
         swapped = np.array([s for _, s in results], dtype=bool)
         geoms = [g for g, _ in results]
