@@ -51,8 +51,12 @@ def main() -> None:
     groups = table["volume"].str.split("/").str[0]
     print(f"table: {len(table)} pairs, {int(y.sum())} cuts, {time.perf_counter() - t0:.0f} s")
     proba = cross_val_predict(
-        clone(recipe.classifier), table, y.to_numpy(), groups=groups,
-        cv=GroupKFold(n_splits=groups.nunique()), method="predict_proba",
+        clone(recipe.classifier),
+        table,
+        y.to_numpy(),
+        groups=groups,
+        cv=GroupKFold(n_splits=groups.nunique()),
+        method="predict_proba",
     )[:, 1]
     precision, recall, thresholds = precision_recall_curve(y, proba)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
@@ -65,8 +69,10 @@ def main() -> None:
             f"threshold {t:.3f}: out-of-fold P {tp / max(pred.sum(), 1):.3f} "
             f"R {tp / max(int(y.sum()), 1):.3f}"
         )
-    print(f"chosen threshold (best out-of-fold F1 {f1[best]:.3f}): {threshold:.3f} "
-          f"({time.perf_counter() - t0:.0f} s)")
+    print(
+        f"chosen threshold (best out-of-fold F1 {f1[best]:.3f}): {threshold:.3f} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     if args.apply is not None:
         model = load_estimator(args.apply)
         model.set_params(threshold=round(threshold, 3))
