@@ -8,12 +8,12 @@ inside numpy or scipy with a traceback the user cannot act on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_label_volume", "check_spacing"]
+__all__ = ["check_label_volume", "check_n_jobs", "check_spacing"]
 
 
 def _describe(volume: Any) -> str:
@@ -138,3 +138,26 @@ def check_spacing(spacing: Sequence[Real] | Real | None, *, ndim: int = 3) -> tu
     if not all(np.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"spacing values must be finite and > 0, got {values}.")
     return values
+
+
+def check_n_jobs(n_jobs) -> None:
+    """Refuse an ``n_jobs`` that joblib would reject only deep inside a parallel call.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        ``None`` defers to joblib's ``parallel_config``; any non-zero int is valid.
+
+    Raises
+    ------
+    TypeError
+        If ``n_jobs`` is neither None nor an integer.
+    ValueError
+        If ``n_jobs`` is 0.
+    """
+    if n_jobs is None:
+        return
+    if not isinstance(n_jobs, Integral) or isinstance(n_jobs, bool):
+        raise TypeError(f"n_jobs must be an int or None, got {n_jobs!r}.")
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be a non-zero integer or None, got 0.")

@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_label_volume, check_spacing
+from ._validation import check_label_volume, check_n_jobs, check_spacing
 from .candidates import PairGeometry
 from .cells import CellIndex
 from .interpolation import fill_gap
@@ -215,8 +215,7 @@ class SegmentationCorrector(BaseEstimator):
         self
         """
         self._validate_params()
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs must be a non-zero integer or None, got 0.")
+        check_n_jobs(self.n_jobs)
         spacing = check_spacing(spacing if spacing is not None else self.spacing)
         volumes = _as_volumes(X)
         if not volumes:
@@ -304,8 +303,7 @@ class SegmentationCorrector(BaseEstimator):
             One row per candidate: probabilities, decision, reason, what was filled.
         """
         check_is_fitted(self, "classifier_")
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs must be a non-zero integer or None, got 0.")
+        check_n_jobs(self.n_jobs)
         volume = check_label_volume(volume)
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         with parallel_config(n_jobs=self.n_jobs):

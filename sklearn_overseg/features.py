@@ -39,7 +39,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_spacing
+from ._validation import check_n_jobs, check_spacing
 from .candidates import PairGeometry
 from .ot import _METHODS, DEFAULT_MAX_EXACT_POINTS, _distance, _layer_distances
 
@@ -323,10 +323,7 @@ default="paper"
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if not isinstance(self.normalize, bool | np.bool_):
             raise TypeError(f"normalize must be a bool, got {self.normalize!r}.")
-        if self.n_jobs is not None and (
-            not isinstance(self.n_jobs, Integral) or isinstance(self.n_jobs, bool)
-        ):
-            raise TypeError(f"n_jobs must be an int or None, got {self.n_jobs!r}.")
+        check_n_jobs(self.n_jobs)
         return None if self.spacing is None else check_spacing(self.spacing, ndim=2)
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> GeoWassersteinFeatures:

@@ -23,7 +23,7 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 
-from ._validation import check_label_volume, check_spacing
+from ._validation import check_label_volume, check_n_jobs, check_spacing
 from .candidates import (
     PairGeometry,
     candidate_ids,
@@ -226,8 +226,7 @@ class BaseScreener(BaseEstimator):
     def _prepare(self, volume, spacing, index: CellIndex | None):
         """Validated parameters, the volume's index and the voxel spacing to use."""
         self._check_params()
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs must be a non-zero integer or None, got 0.")
+        check_n_jobs(self.n_jobs)
         if index is None:
             index = CellIndex.from_volume(check_label_volume(volume, allow_empty=True))
         elif index.volume is not volume:

@@ -51,3 +51,16 @@ def test_spacing():
 def test_spacing_string_is_named():
     with pytest.raises(TypeError, match="spacing must be"):
         check_spacing("abc")
+
+
+def test_n_jobs():
+    from sklearn_overseg._validation import check_n_jobs
+
+    for ok in (None, 1, 2, -1):
+        check_n_jobs(ok)
+    with pytest.raises(ValueError, match="non-zero"):
+        check_n_jobs(0)
+    with pytest.raises(TypeError, match="int or None"):
+        check_n_jobs("2")
+    with pytest.raises(TypeError, match="int or None"):
+        check_n_jobs(True)
