@@ -31,8 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_label_volume, check_n_jobs, check_spacing
 from .candidates import PairGeometry
-from .cells import CellIndex
-from .interpolation import fill_gap
+from .canvas import ArrayCanvas
 from .metrics import mean_average_precision
 from .screening import AxialGapScreener
 from .synthesis import label_candidates, majority_labels, make_training_table
@@ -279,13 +278,24 @@ class SegmentationCorrector(BaseEstimator):
             return np.zeros(0)
         return np.asarray(self.classifier_.predict_proba(table))[:, 1]
 
-    def correct(self, volume, *, spacing=None, volume_id: str = "0"):
-        """Correct one volume.
+    def correct(
+        self,
+        volume,
+        *,
+        spacing=None,
+        volume_id: str = "0",
+        out=None,
+        slab_layers: int | None = None,
+    ):
+        """Correct one volume, in memory or out of core.
 
         Parameters
         ----------
         volume : array-like of int, shape (Z, Y, X)
-            Flawed label volume; never modified.
+            Flawed label volume; never modified. A numpy array, or a lazily read array
+            (``zarr.Array``, :class:`~sklearn_overseg.io.HDF5Volume` from
+            :func:`~sklearn_overseg.io.open_volume`) larger than memory, which is then
+            read slab by slab and box by box (see :mod:`sklearn_overseg.blockwise`).
         spacing : tuple of float, optional
             Voxel size (z, y, x) in the units the model was trained in; defaults to the
             spacing used in :meth:`fit`. Distance features scale with it, so leave it
@@ -293,30 +303,86 @@ class SegmentationCorrector(BaseEstimator):
             the file's physical voxel size.
         volume_id : str, default="0"
             Written to the decision table.
+        out : writable array-like, optional
+            Where the corrected volume goes: a numpy array or a Zarr array of the
+            volume's shape and dtype, written slab by slab (chunk-aligned). By default
+            a new numpy array.
+        slab_layers : int, optional
+            Layers per z-slab for screening, feature blocks and writing (default
+            :data:`~sklearn_overseg.blockwise.DEFAULT_SLAB_LAYERS`). Memory per task
+            grows with it; the result does not depend on it.
 
         Returns
         -------
-        corrected : ndarray
-            A new volume of the same shape and dtype, with merged pairs relabelled to
-            the upper cell's id and missing layers filled.
+        corrected : ndarray or the given ``out``
+            The volume with merged pairs relabelled to the upper cell's id and missing
+            layers filled; same shape and dtype as ``volume``.
         decisions : DataFrame
             One row per candidate: probabilities, decision, reason, what was filled.
         """
+        from .blockwise import (
+            DEFAULT_SLAB_LAYERS,
+            check_volume_like,
+            featurize_blockwise,
+            index_volume,
+            is_lazy,
+            make_canvas,
+            screen_blockwise,
+            split_classifier,
+        )
+
         check_is_fitted(self, "classifier_")
         check_n_jobs(self.n_jobs)
-        volume = check_label_volume(volume)
+        volume = check_volume_like(volume)
+        _check_out(out, volume)
+        slab = _check_slab_layers(DEFAULT_SLAB_LAYERS if slab_layers is None else slab_layers)
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
+        lazy = is_lazy(volume) or (out is not None and is_lazy(out))
+        screener = self.screener_
         with parallel_config(n_jobs=self.n_jobs):
-            index = CellIndex.from_volume(volume)
-            table = self.screener_.screen(
-                volume, volume_id=str(volume_id), spacing=spacing, index=index
-            )
-            proba = self.predict_proba_table(table)
-        corrected = np.array(volume, copy=True)
-        decisions = self._decide_and_merge(table, proba, index, corrected, spacing)
-        return corrected, decisions
+            index = index_volume(volume, slab_layers=slab)
+            if len(index) == 0:
+                raise ValueError("volume has no labelled voxel: every voxel is 0 (background).")
+            if type(screener).screen is AxialGapScreener.screen:
+                table = screen_blockwise(
+                    screener, index, volume_id=str(volume_id), spacing=spacing, slab_layers=slab
+                )
+                split = split_classifier(self.classifier_, table["kind"].to_numpy())
+                if len(table) == 0:
+                    proba = np.zeros(0)
+                elif split is not None:
+                    featurizer, head = split
+                    features = featurize_blockwise(
+                        featurizer, table, index, spacing=spacing, slab_layers=slab
+                    )
+                    proba = head(features)
+                else:
+                    table = screener.screen(
+                        np.asarray(volume), volume_id=str(volume_id), spacing=spacing
+                    )
+                    proba = self.predict_proba_table(table)
+            else:
+                # Re-slicing tilted contacts needs the pair's whole neighbourhood: contact
+                # screening runs on the volume in memory.
+                dense = np.asarray(volume)
+                table = screener.screen(
+                    dense, volume_id=str(volume_id), spacing=spacing, index=index_volume(dense)
+                )
+                proba = self.predict_proba_table(table)
+            canvas, out = make_canvas(volume, out, lazy)
+            decisions = self._decide_and_merge(table, proba, index, canvas, spacing, slab)
+            if lazy:
+                if out is None:
+                    out = np.empty(volume.shape, dtype=volume.dtype)
+                canvas.write(out, slab_layers=slab)
+        return out, decisions
 
-    def _decide_and_merge(self, table, proba, index, out, spacing) -> pd.DataFrame:
+    def _decide_and_merge(self, table, proba, index, canvas, spacing, slab_layers=64):
+        """Judge, make one-to-one, and merge top to bottom on ``canvas``."""
+        from .blockwise import gap_masks, prefill
+
+        if isinstance(canvas, np.ndarray):
+            canvas = ArrayCanvas(canvas)
         n = len(table)
         rejudged = np.full(n, np.nan)
         merged = np.zeros(n, dtype=bool)
@@ -327,27 +393,68 @@ class SegmentationCorrector(BaseEstimator):
             limits = self._thresholds(table["kind"].to_numpy())
             accepted = proba > limits
             chosen = self._one_to_one(table, proba, accepted, reason)
-            order = np.lexsort((table["cell_b"].to_numpy(), table["z_a_last"].to_numpy()))
+            kinds = table["kind"].to_numpy()
+            cell_a = table["cell_a"].to_numpy()
+            cell_b = table["cell_b"].to_numpy()
+            gaps = table["gap"].to_numpy()
+            z_a_last = table["z_a_last"].to_numpy()
+            z_b_first = table["z_b_first"].to_numpy()
+            to_fill = chosen & (kinds == "axial") & (gaps >= 1)
+            if self.interpolation == "none":
+                to_fill[:] = False
+            # Computed now, in parallel, from the input: valid for every pair whose
+            # cells are both unmerged when its turn comes, which is most of them.
+            ahead = prefill(
+                table,
+                np.flatnonzero(to_fill),
+                index,
+                method=self.interpolation,
+                spacing=spacing,
+                slab_layers=slab_layers,
+            )
+            order = np.lexsort((cell_b, z_a_last))
             groups = _Groups()
             for i in order:
                 if not chosen[i]:
                     continue
-                row = table.iloc[i]
-                a, b = int(row.cell_a), int(row.cell_b)
+                a, b = int(cell_a[i]), int(cell_b[i])
                 root_a, root_b = groups.find(a), groups.find(b)
                 if root_a == root_b:
                     reason[i] = "already merged"
                     continue
                 bbox_a = groups.bbox.get(root_a, index.bboxes[index.position(a)])
                 bbox_b = groups.bbox.get(root_b, index.bboxes[index.position(b)])
-                if row.kind == "axial" and (root_a != a or root_b != b):
+                # Both cells untouched so far: their end masks are the input's.
+                unmerged = root_a == a and root_b == b
+                unmerged = unmerged and a not in groups.bbox and b not in groups.bbox
+                if kinds[i] == "axial" and (root_a != a or root_b != b):
                     rejudged[i] = self._rejudge(
-                        table.iloc[[i]], root_a, root_b, bbox_a, bbox_b, out, spacing
+                        table.iloc[[i]], root_a, root_b, bbox_a, bbox_b, canvas, spacing
                     )
                     if not rejudged[i] > limits[i]:
                         reason[i] = "rejected after merging above"
                         continue
-                filled[i] = self._merge(row, root_a, root_b, bbox_a, bbox_b, out, spacing)
+                canvas.relabel(bbox_b, root_b, root_a)
+                if to_fill[i]:
+                    if unmerged:
+                        masks = ahead.get(int(i))
+                    else:
+                        masks = self._gap_masks(
+                            int(z_a_last[i]),
+                            int(z_b_first[i]),
+                            root_a,
+                            bbox_a,
+                            bbox_b,
+                            canvas,
+                            spacing,
+                            gap_masks,
+                        )
+                    if masks is not None:
+                        y0 = int(min(bbox_a[2], bbox_b[2]))
+                        x0 = int(min(bbox_a[4], bbox_b[4]))
+                        filled[i] = canvas.paint(
+                            int(z_a_last[i]) + 1, y0, x0, masks, root_a, self.only_background
+                        )
                 groups.union(root_a, root_b, bbox_a, bbox_b)
                 merged[i] = True
                 merged_into[i] = root_a
@@ -360,6 +467,16 @@ class SegmentationCorrector(BaseEstimator):
         decisions["merged_into"] = merged_into
         decisions["filled_voxels"] = filled
         return decisions[list(DECISION_COLUMNS)]
+
+    def _gap_masks(self, za, zb, root_a, bbox_a, bbox_b, canvas, spacing, gap_masks):
+        """Interpolated gap of a pair whose group changed: end masks read from ``canvas``."""
+        fy0 = int(min(bbox_a[2], bbox_b[2]))
+        fy1 = int(max(bbox_a[3], bbox_b[3]))
+        fx0 = int(min(bbox_a[4], bbox_b[4]))
+        fx1 = int(max(bbox_a[5], bbox_b[5]))
+        mask_a = canvas.read(za, za + 1, fy0, fy1, fx0, fx1)[0] == root_a
+        mask_b = canvas.read(zb, zb + 1, fy0, fy1, fx0, fx1)[0] == root_a
+        return gap_masks(mask_a, mask_b, zb - za - 1, self.interpolation, spacing)
 
     def _thresholds(self, kinds: np.ndarray) -> np.ndarray:
         """The threshold of each candidate, by its kind."""
@@ -394,7 +511,7 @@ class SegmentationCorrector(BaseEstimator):
             chosen[i] = True
         return chosen
 
-    def _group_geometry(self, row, root_a, root_b, bbox_a, bbox_b, out, spacing):
+    def _group_geometry(self, row, root_a, root_b, bbox_a, bbox_b, canvas, spacing):
         y0 = int(min(bbox_a[2], bbox_b[2]))
         y1 = int(max(bbox_a[3], bbox_b[3]))
         x0 = int(min(bbox_a[4], bbox_b[4]))
@@ -402,17 +519,17 @@ class SegmentationCorrector(BaseEstimator):
         za0, za1 = int(bbox_a[0]), int(row.z_a_last) + 1
         zb0, zb1 = int(row.z_b_first), int(bbox_b[1])
         return PairGeometry(
-            a=out[za0:za1, y0:y1, x0:x1] == root_a,
-            b=out[zb0:zb1, y0:y1, x0:x1] == root_b,
+            a=canvas.read(za0, za1, y0, y1, x0, x1) == root_a,
+            b=canvas.read(zb0, zb1, y0, y1, x0, x1) == root_b,
             gap=int(row.gap),
             spacing=(spacing[1], spacing[2]),
             layer_step=spacing[0],
             origin=(y0, x0),
         )
 
-    def _rejudge(self, one, root_a, root_b, bbox_a, bbox_b, out, spacing) -> float:
+    def _rejudge(self, one, root_a, root_b, bbox_a, bbox_b, canvas, spacing) -> float:
         row = one.iloc[0]
-        geometry = self._group_geometry(row, root_a, root_b, bbox_a, bbox_b, out, spacing)
+        geometry = self._group_geometry(row, root_a, root_b, bbox_a, bbox_b, canvas, spacing)
         one = one.copy()
         # The row now describes the merged group above the gap, not A alone.
         one["z_a_first"] = int(bbox_a[0])
@@ -421,37 +538,6 @@ class SegmentationCorrector(BaseEstimator):
         one["voxels_b"] = int(np.count_nonzero(geometry.b))
         one["geometry"] = pd.Series([geometry], index=one.index, dtype=object)
         return float(self.predict_proba_table(one)[0])
-
-    def _merge(self, row, root_a, root_b, bbox_a, bbox_b, out, spacing) -> int:
-        z0, z1, y0, y1, x0, x1 = (int(v) for v in bbox_b)
-        box = out[z0:z1, y0:y1, x0:x1]
-        box[box == root_b] = root_a
-        if row.kind != "axial" or row.gap < 1 or self.interpolation == "none":
-            return 0
-        fy0 = int(min(bbox_a[2], bbox_b[2]))
-        fy1 = int(max(bbox_a[3], bbox_b[3]))
-        fx0 = int(min(bbox_a[4], bbox_b[4]))
-        fx1 = int(max(bbox_a[5], bbox_b[5]))
-        za, zb = int(row.z_a_last), int(row.z_b_first)
-        mask_a = out[za, fy0:fy1, fx0:fx1] == root_a
-        mask_b = out[zb, fy0:fy1, fx0:fx1] == root_a
-        if not mask_a.any() or not mask_b.any():
-            return 0
-        return int(
-            fill_gap(
-                out,
-                root_a,
-                za,
-                zb,
-                (fy0, fx0),
-                mask_a,
-                mask_b,
-                method=self.interpolation,
-                only_background=self.only_background,
-                spacing=spacing[1:],
-                random_state=0,
-            )
-        )
 
     def transform(self, X) -> list[np.ndarray]:
         """Correct every volume of ``X`` (at the spacing of :meth:`fit`).
@@ -476,3 +562,29 @@ class SegmentationCorrector(BaseEstimator):
             for corrected, gt in zip(self.transform(volumes), truths, strict=True)
         ]
         return float(np.mean(scores))
+
+
+def _check_out(out, volume) -> None:
+    if out is None:
+        return
+    if not all(hasattr(out, a) for a in ("shape", "dtype", "__setitem__")):
+        raise TypeError(f"out must be a writable array (numpy or Zarr), got {type(out).__name__}.")
+    if tuple(out.shape) != tuple(volume.shape):
+        raise ValueError(
+            f"out has shape {tuple(out.shape)} but the volume has {tuple(volume.shape)}."
+        )
+    if np.dtype(out.dtype) != np.dtype(volume.dtype):
+        raise ValueError(
+            f"out has dtype {np.dtype(out.dtype)} but the volume has {np.dtype(volume.dtype)}: "
+            "merges never create ids, so the output keeps the input's dtype."
+        )
+    if out is volume:
+        raise ValueError("out must not be the input volume: the input is never modified.")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out is read-only.")
+
+
+def _check_slab_layers(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"slab_layers must be a positive integer, got {value!r}.")
+    return int(value)

@@ -53,6 +53,7 @@ def screen_axial_pairs(
     min_overlap: int = 1,
     min_overlap_fraction: float = 0.0,
     min_blocking_fraction: float = 0.5,
+    z_range: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Find axial candidate pairs in an indexed volume, without geometry.
 
@@ -69,16 +70,65 @@ def screen_axial_pairs(
         A complete cell inside the gap rejects the pair when it covers at least this
         fraction of the overlap footprint; smaller complete cells are treated as
         noise (hallucinated masks) and tolerated.
+    z_range : (int, int), optional
+        Only pairs whose upper cell ends at a layer in ``[start, stop)``; the default is
+        the whole volume. Slabs of ``z_range`` partition the result, which is how
+        :mod:`sklearn_overseg.blockwise` screens a volume slab by slab.
 
     Returns
     -------
     pairs : DataFrame
         Columns ``pos_a, pos_b, gap, overlap_px, area_a, area_b`` (positions in the
-        index arrays), sorted by ``(pos_a, pos_b)``.
+        index arrays), sorted by ``(pos_a, pos_b, gap)``.
     """
-    volume = index.volume
-    n_z = volume.shape[0]
-    columns = ["pos_a", "pos_b", "gap", "overlap_px", "area_a", "area_b"]
+    n_z = index.volume.shape[0]
+    start, stop = (0, n_z) if z_range is None else (int(z_range[0]), int(z_range[1]))
+    pairs = pairs_in_block(
+        index,
+        index.volume,
+        z_offset=0,
+        z_range=(start, stop),
+        n_z=n_z,
+        min_gap=min_gap,
+        max_gap=max_gap,
+        min_overlap=min_overlap,
+        min_overlap_fraction=min_overlap_fraction,
+        min_blocking_fraction=min_blocking_fraction,
+    )
+    return sort_pairs(pairs)
+
+
+#: Columns of the position-pair frames returned by the pair search.
+PAIR_COLUMNS = ("pos_a", "pos_b", "gap", "overlap_px", "area_a", "area_b")
+
+
+def sort_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs in the canonical order ``(pos_a, pos_b, gap)``, whatever slabs found them."""
+    return pairs.sort_values(["pos_a", "pos_b", "gap"], kind="stable").reset_index(drop=True)
+
+
+def pairs_in_block(
+    index: CellIndex,
+    block,
+    *,
+    z_offset: int,
+    z_range: tuple[int, int],
+    n_z: int,
+    min_gap: int,
+    max_gap: int,
+    min_overlap: int,
+    min_overlap_fraction: float,
+    min_blocking_fraction: float,
+) -> pd.DataFrame:
+    """The pair search over the layers of ``block``, which starts at layer ``z_offset``.
+
+    ``block`` must hold layers ``z_range[0]`` to ``z_range[1] + max_gap`` (clipped to the
+    volume's ``n_z`` layers): a pair ending at the slab's last layer is compared with
+    up to ``max_gap + 1`` layers below it. The index is only asked for positions and
+    extents, never for voxels, so a worker can receive it without the volume.
+    """
+    volume = block
+    columns = list(PAIR_COLUMNS)
     if len(index) == 0:
         return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
     z_first = index.z_first
@@ -91,7 +141,7 @@ def screen_axial_pairs(
 
     def layer(z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if z not in cache:
-            pos = index.positions(np.asarray(volume[z]))
+            pos = index.positions(np.asarray(volume[z - z_offset]))
             valid = pos >= 0
             safe = np.where(valid, pos, 0)
             ends = np.where(valid & (z_last[safe] == z), pos, -1)
@@ -101,7 +151,7 @@ def screen_axial_pairs(
                 del cache[old]
         return cache[z]
 
-    for z in range(n_z - 1 - min_gap):
+    for z in range(max(z_range[0], 0), min(z_range[1], n_z - 1 - min_gap)):
         _, ends, _ = layer(z)
         end_pixels = ends >= 0
         if not end_pixels.any():
@@ -126,7 +176,16 @@ def screen_axial_pairs(
             ok &= counts >= min_overlap_fraction * np.minimum(area_a, area_b)
             if gap > 0 and ok.any():
                 ok &= ~_blocked_by_complete_cell(
-                    index, z, zb, ends, starts, pa, pb, counts, min_blocking_fraction
+                    index,
+                    lambda zz: np.asarray(volume[zz - z_offset]),
+                    z,
+                    zb,
+                    ends,
+                    starts,
+                    pa,
+                    pb,
+                    counts,
+                    min_blocking_fraction,
                 )
             if ok.any():
                 found.append(
@@ -142,12 +201,12 @@ def screen_axial_pairs(
     if not found:
         return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
     arrays = [np.concatenate(parts) for parts in zip(*found, strict=True)]
-    pairs = pd.DataFrame(dict(zip(columns, arrays, strict=True)))
-    return pairs.sort_values(["pos_a", "pos_b", "gap"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(dict(zip(columns, arrays, strict=True)))
 
 
 def _blocked_by_complete_cell(
     index: CellIndex,
+    layer,
     z_a: int,
     z_b: int,
     ends: np.ndarray,
@@ -172,7 +231,7 @@ def _blocked_by_complete_cell(
     hit_pixels: list[np.ndarray] = []
     hit_cells: list[np.ndarray] = []
     for zz in range(z_a + 1, z_b):
-        pos = index.positions(np.asarray(index.volume[zz])[ys, xs])
+        pos = index.positions(layer(zz)[ys, xs])
         safe = np.where(pos >= 0, pos, 0)
         complete = (pos >= 0) & (z_first[safe] > z_a) & (z_last[safe] < z_b)
         hit_pixels.append(pixel_number[complete])
@@ -396,6 +455,7 @@ def build_table(
     spacing: tuple[float, float, float],
     n_jobs: int | None = None,
     geometry=None,
+    with_geometry: bool = True,
 ) -> pd.DataFrame:
     """Turn screened position pairs into a candidate table with geometry.
 
@@ -411,6 +471,10 @@ def build_table(
     geometry : callable, optional
         ``geometry(index, label_a, label_b, gap, spacing) -> PairGeometry``; the axial
         cut-out by default.
+    with_geometry : bool, default=True
+        Cut out every pair's masks. Without, the ``geometry`` column holds ``None`` and
+        the caller cuts them later (block by block, see
+        :mod:`sklearn_overseg.blockwise`).
     """
     if len(pairs) == 0:
         return empty_candidate_table()
@@ -420,11 +484,14 @@ def build_table(
     cell_a = index.labels[pos_a]
     cell_b = index.labels[pos_b]
     gaps = pairs["gap"].to_numpy()
-    # numpy comparisons release the GIL, so threads scale without copying the volume.
-    geoms = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(geometry)(index, int(a), int(b), int(g), spacing)
-        for a, b, g in zip(cell_a, cell_b, gaps, strict=True)
-    )
+    if with_geometry:
+        # numpy comparisons release the GIL, so threads scale without copying the volume.
+        geoms = Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(geometry)(index, int(a), int(b), int(g), spacing)
+            for a, b, g in zip(cell_a, cell_b, gaps, strict=True)
+        )
+    else:
+        geoms = [None] * len(pairs)
     kinds = [kind] * len(pairs)
     table = pd.DataFrame(
         {

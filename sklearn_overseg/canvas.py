@@ -1,0 +1,301 @@
+"""Where merges are applied: an array in memory, or a lazy view of a volume on disk.
+
+The corrector decides merges one after another and each decision may look at the result
+of the previous ones (a chain A-B-C is judged as (A∪B)-C). It does so through a
+*canvas* with three operations: read a box of the current labels, relabel a cell, and
+paint interpolated voxels.
+
+* :class:`ArrayCanvas` does them in place on a numpy array (the in-memory path).
+* :class:`LazyCanvas` never writes the source: it keeps the merges as a label map and
+  the painted voxels as a list of small masks, and reads boxes of the source through a
+  cache of chunks. :meth:`LazyCanvas.write` then streams the corrected volume slab by
+  slab, as one relabel table plus the painted voxels per slab, into any writable array
+  (a Zarr array for volumes larger than memory).
+
+Both give the same labels for every read, so the decisions and the final volume are
+identical whichever canvas is used.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+
+__all__ = ["ArrayCanvas", "LazyCanvas"]
+
+#: Bytes of decompressed source chunks a :class:`LazyCanvas` keeps for its reads.
+DEFAULT_CACHE_BYTES = 512 * 2**20
+#: In-plane cell size of the grid that finds painted masks overlapping a box.
+_PAINT_GRID = 64
+
+
+def paint_masks(block: np.ndarray, masks: np.ndarray, label: int, only_background: bool) -> int:
+    """Write ``label`` where ``masks`` is set and the voxel may change; return the count."""
+    writable = masks & (block != label)
+    if only_background:
+        writable &= block == 0
+    block[writable] = label
+    return int(writable.sum())
+
+
+class ArrayCanvas:
+    """Merges applied in place to a writable numpy array.
+
+    Parameters
+    ----------
+    out : ndarray of shape (Z, Y, X)
+        Holds the input labels at the start; modified in place.
+    """
+
+    def __init__(self, out: np.ndarray) -> None:
+        self.out = out
+
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Current labels in a box (a view: do not modify)."""
+        return self.out[z0:z1, y0:y1, x0:x1]
+
+    def relabel(self, bbox, old: int, new: int) -> None:
+        """Give the voxels of ``old`` inside ``bbox`` (which holds them all) the id ``new``."""
+        z0, z1, y0, y1, x0, x1 = (int(v) for v in bbox)
+        box = self.out[z0:z1, y0:y1, x0:x1]
+        box[box == old] = new
+
+    def paint(
+        self, z0: int, y0: int, x0: int, masks: np.ndarray, label: int, only_background: bool
+    ) -> int:
+        """Write ``label`` into the box at ``(z0, y0, x0)`` where ``masks`` is set."""
+        n, h, w = masks.shape
+        block = self.out[z0 : z0 + n, y0 : y0 + h, x0 : x0 + w]
+        return paint_masks(block, masks, label, only_background)
+
+
+@dataclass(frozen=True)
+class _Painted:
+    """Voxels painted with ``label`` in the box at ``(z0, y0, x0)`` of ``mask``'s shape."""
+
+    z0: int
+    y0: int
+    x0: int
+    mask: np.ndarray
+    label: int
+
+    @property
+    def stop(self) -> tuple[int, int, int]:
+        n, h, w = self.mask.shape
+        return self.z0 + n, self.y0 + h, self.x0 + w
+
+
+class LazyCanvas:
+    """Merges kept beside a read-only source, applied only when the result is written.
+
+    Parameters
+    ----------
+    source : array-like of shape (Z, Y, X)
+        Any array that numpy-slices into an ndarray (``zarr.Array``, an HDF5 dataset,
+        a memmap); read box by box, never written.
+    chunks : tuple of int, optional
+        Read granularity of the cache; the source's own chunks by default.
+    cache_bytes : int, default=512 MiB
+        Decompressed chunks kept for reads (least recently used are dropped).
+    """
+
+    def __init__(self, source, chunks=None, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.source = source
+        self.shape = tuple(int(s) for s in source.shape)
+        self.dtype = np.dtype(source.dtype)
+        chunks = chunks or getattr(source, "chunks", None) or (16, *self.shape[1:])
+        self.chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunks, self.shape, strict=True))
+        self.cache_bytes = int(cache_bytes)
+        self._cache: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
+        # Merged ids point to their current root; roots list their members.
+        self.root_of: dict[int, int] = {}
+        self._members: dict[int, list[int]] = {}
+        self.painted: list[_Painted] = []
+        self._grid: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+
+    # ------------------------------------------------------------------ reading
+    def _chunk(self, key: tuple[int, int, int]) -> np.ndarray:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        cz, cy, cx = self.chunks
+        z, y, x = key
+        data = np.asarray(
+            self.source[z * cz : (z + 1) * cz, y * cy : (y + 1) * cy, x * cx : (x + 1) * cx]
+        )
+        self._cache[key] = data
+        self._cached_bytes += data.nbytes
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= old.nbytes
+        return data
+
+    def read_source(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Input labels in a box, assembled from cached chunks."""
+        out = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype=self.dtype)
+        cz, cy, cx = self.chunks
+        for kz in range(z0 // cz, (z1 - 1) // cz + 1):
+            for ky in range(y0 // cy, (y1 - 1) // cy + 1):
+                for kx in range(x0 // cx, (x1 - 1) // cx + 1):
+                    chunk = self._chunk((kz, ky, kx))
+                    a0, a1 = max(z0, kz * cz), min(z1, (kz + 1) * cz)
+                    b0, b1 = max(y0, ky * cy), min(y1, (ky + 1) * cy)
+                    c0, c1 = max(x0, kx * cx), min(x1, (kx + 1) * cx)
+                    out[a0 - z0 : a1 - z0, b0 - y0 : b1 - y0, c0 - x0 : c1 - x0] = chunk[
+                        a0 - kz * cz : a1 - kz * cz,
+                        b0 - ky * cy : b1 - ky * cy,
+                        c0 - kx * cx : c1 - kx * cx,
+                    ]
+        return out
+
+    def _relabelled(self, box: np.ndarray) -> np.ndarray:
+        if not self.root_of:
+            return box
+        ids = np.unique(box)
+        moved = [(int(i), self.root_of[int(i)]) for i in ids if int(i) in self.root_of]
+        if not moved:
+            return box
+        moved.sort()
+        old = np.array([m[0] for m in moved], dtype=box.dtype)
+        new = np.array([m[1] for m in moved], dtype=box.dtype)
+        where = np.isin(box, old)
+        box[where] = new[np.searchsorted(old, box[where])]
+        return box
+
+    def _overlapping(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> list[int]:
+        found: set[int] = set()
+        for z in range(z0, z1):
+            for gy in range(y0 // _PAINT_GRID, (y1 - 1) // _PAINT_GRID + 1):
+                for gx in range(x0 // _PAINT_GRID, (x1 - 1) // _PAINT_GRID + 1):
+                    found.update(self._grid.get((z, gy, gx), ()))
+        return sorted(found)
+
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Current labels in a box: the source, relabelled, with painted voxels on top."""
+        box = self._relabelled(self.read_source(z0, z1, y0, y1, x0, x1))
+        for k in self._overlapping(z0, z1, y0, y1, x0, x1):
+            _apply_painted(box, (z0, y0, x0), self.painted[k], self.root_of)
+        return box
+
+    # ------------------------------------------------------------------ merging
+    def relabel(self, bbox, old: int, new: int) -> None:
+        """Merge the group of root ``old`` into root ``new`` (``bbox`` is not needed)."""
+        old, new = int(old), int(new)
+        moving = self._members.pop(old, [old])
+        for label in moving:
+            self.root_of[label] = new
+        self._members.setdefault(new, [new]).extend(moving)
+
+    def paint(
+        self, z0: int, y0: int, x0: int, masks: np.ndarray, label: int, only_background: bool
+    ) -> int:
+        """Record ``label`` painted where ``masks`` is set and the voxel may change."""
+        n, h, w = masks.shape
+        block = self.read(z0, z0 + n, y0, y0 + h, x0, x0 + w)
+        written = block.copy()
+        count = paint_masks(written, masks, label, only_background)
+        if count == 0:
+            return 0
+        record = _Painted(z0, y0, x0, written != block, int(label))
+        self.painted.append(record)
+        k = len(self.painted) - 1
+        for z in range(z0, z0 + n):
+            for gy in range(y0 // _PAINT_GRID, (y0 + h - 1) // _PAINT_GRID + 1):
+                for gx in range(x0 // _PAINT_GRID, (x0 + w - 1) // _PAINT_GRID + 1):
+                    self._grid[(z, gy, gx)].append(k)
+        return count
+
+    # ------------------------------------------------------------------ writing
+    def relabel_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted ids that changed and the id each now has."""
+        if not self.root_of:
+            empty = np.zeros(0, dtype=self.dtype)
+            return empty, empty
+        old = np.array(sorted(self.root_of), dtype=np.int64)
+        new = np.array([self.root_of[int(i)] for i in old], dtype=np.int64)
+        return old.astype(self.dtype), new.astype(self.dtype)
+
+    def write(self, out, *, slab_layers: int = 64, n_jobs: int | None = None):
+        """Write the corrected volume into ``out`` slab by slab; return ``out``.
+
+        Parameters
+        ----------
+        out : writable array-like of the source's shape
+            A numpy array or a Zarr array; slabs are aligned to its chunks along z so
+            that parallel writers never share a chunk.
+        slab_layers : int, default=64
+            Layers per slab, rounded up to a multiple of ``out``'s chunk depth.
+        n_jobs : int, optional
+            Parallel slabs (joblib; ignored for a numpy ``out``, written in this process).
+        """
+        old, new = self.relabel_table()
+        depth = int((getattr(out, "chunks", None) or (1,))[0])
+        step = max(depth, -(-int(slab_layers) // depth) * depth)
+        by_slab: dict[int, list[_Painted]] = defaultdict(list)
+        for record in self.painted:
+            final = self.root_of.get(record.label, record.label)
+            moved = _Painted(record.z0, record.y0, record.x0, record.mask, final)
+            for s in range(record.z0 // step, (record.stop[0] - 1) // step + 1):
+                by_slab[s].append(moved)
+        slabs = [(z0, min(z0 + step, self.shape[0])) for z0 in range(0, self.shape[0], step)]
+        if isinstance(out, np.ndarray):
+            for z0, z1 in slabs:
+                out[z0:z1] = _corrected_slab(self.source, z0, z1, old, new, by_slab[z0 // step])
+            return out
+        Parallel(n_jobs=n_jobs)(
+            delayed(_write_slab)(self.source, out, z0, z1, old, new, by_slab[z0 // step])
+            for z0, z1 in slabs
+        )
+        return out
+
+
+def _apply_painted(box: np.ndarray, origin, record: _Painted, root_of: dict[int, int]) -> None:
+    """Paint ``record`` into ``box`` (whose corner is ``origin``) where they overlap."""
+    oz, oy, ox = origin
+    ez, ey, ex = record.stop
+    lo = (max(record.z0, oz), max(record.y0, oy), max(record.x0, ox))
+    hi = (min(ez, oz + box.shape[0]), min(ey, oy + box.shape[1]), min(ex, ox + box.shape[2]))
+    if any(a >= b for a, b in zip(lo, hi, strict=True)):
+        return
+    target = box[lo[0] - oz : hi[0] - oz, lo[1] - oy : hi[1] - oy, lo[2] - ox : hi[2] - ox]
+    mask = record.mask[
+        lo[0] - record.z0 : hi[0] - record.z0,
+        lo[1] - record.y0 : hi[1] - record.y0,
+        lo[2] - record.x0 : hi[2] - record.x0,
+    ]
+    target[mask] = root_of.get(record.label, record.label)
+
+
+#: Largest changed id for which slabs are relabelled through a dense lookup table.
+_DENSE_LUT_MAX = 1 << 24
+
+
+def relabel_block(block: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Replace, in place, each id of sorted ``old`` found in ``block`` by its ``new`` id."""
+    if old.size == 0:
+        return block
+    top = int(old[-1])
+    if top < _DENSE_LUT_MAX:
+        lut = np.arange(top + 1, dtype=block.dtype)
+        lut[old] = new
+        low = block <= top
+        block[low] = lut[block[low]]
+    else:
+        where = np.isin(block, old)
+        block[where] = new[np.searchsorted(old, block[where])]
+    return block
+
+
+def _corrected_slab(source, z0: int, z1: int, old, new, painted) -> np.ndarray:
+    block = relabel_block(np.array(source[z0:z1]), old, new)
+    for record in painted:
+        _apply_painted(block, (z0, 0, 0), record, {})
+    return block
+
+
+def _write_slab(source, out, z0: int, z1: int, old, new, painted) -> None:
+    out[z0:z1] = _corrected_slab(source, z0, z1, old, new, painted)
