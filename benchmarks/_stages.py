@@ -188,49 +188,73 @@ def staged_correct(
     spacing: tuple[float, float, float],
     log: StageLog,
     n_jobs: int | None = None,
+    slab_layers: int | None = None,
 ):
     """``corrector.correct(volume, spacing=spacing)`` split into timed stages.
 
-    Mirrors :meth:`SegmentationCorrector.correct` step for step (index, screen, features,
-    classify, merge + interpolate). The last step calls the corrector's private
-    ``_decide_and_merge``; should that disappear, ``correct`` is timed as one stage.
+    Mirrors :meth:`SegmentationCorrector.correct` step for step through the functions
+    of :mod:`sklearn_overseg.blockwise` (index, screen, features, classify, merge +
+    interpolate, which includes the parallel prefill of interpolations). Should those
+    disappear, or for a non-axial screener, ``correct`` is timed as one stage.
 
     Returns
     -------
     corrected, decisions, n_candidates
     """
     from joblib import parallel_config
-    from sklearn.pipeline import Pipeline
 
-    from sklearn_overseg._validation import check_label_volume, check_spacing
-    from sklearn_overseg.cells import CellIndex
+    from sklearn_overseg._validation import check_spacing
+    from sklearn_overseg.screening import AxialGapScreener
 
-    if not hasattr(corrector, "_decide_and_merge"):
+    try:
+        from sklearn_overseg.blockwise import (
+            check_volume_like,
+            choose_slab_layers,
+            featurize_blockwise,
+            index_volume,
+            make_canvas,
+            screen_blockwise,
+            split_classifier,
+        )
+    except ImportError:
+        split = None
+    else:
+        split = True
+    if split is None or type(corrector.screener_).screen is not AxialGapScreener.screen:
         with log.stage("correct (unsplit)"):
+            corrector.set_params(n_jobs=n_jobs)
             corrected, decisions = corrector.correct(volume, spacing=spacing)
         return corrected, decisions, len(decisions)
 
+    slab, block = choose_slab_layers(np.shape(volume), slab_layers)
     with parallel_config(n_jobs=n_jobs):
         with log.stage("index"):
-            volume = check_label_volume(volume)
-            spacing = check_spacing(spacing)
-            index = CellIndex.from_volume(volume)
+            volume = check_volume_like(volume)
+            # As correct(): the model's own units unless the caller insists.
+            spacing = check_spacing(spacing if spacing is not None else corrector.spacing_)
+            index = index_volume(volume, slab_layers=slab)
         with log.stage("screen"):
-            table = corrector.screener_.screen(volume, volume_id="0", spacing=spacing, index=index)
-        clf = corrector.classifier_
+            table = screen_blockwise(
+                corrector.screener_, index, volume_id="0", spacing=spacing, slab_layers=slab
+            )
+        split = split_classifier(corrector.classifier_, table["kind"].to_numpy())
         if len(table) == 0:
             proba = np.zeros(0)
-        elif isinstance(clf, Pipeline) and len(clf.steps) > 1:
+        elif split is not None:
+            featurizer, head = split
             with log.stage("features"):
-                features = clf[:-1].transform(table)
+                features = featurize_blockwise(
+                    featurizer, table, index, spacing=spacing, slab_layers=block
+                )
             with log.stage("classify"):
-                proba = np.asarray(clf[-1].predict_proba(features))[:, 1]
+                proba = head(features)
         else:
             with log.stage("features+classify"):
-                proba = corrector.predict_proba_table(table)
-    with log.stage("merge+interpolate"):
-        corrected = np.array(volume, copy=True)
-        decisions = corrector._decide_and_merge(table, proba, index, corrected, spacing)
+                full = corrector.screener_.screen(volume, spacing=spacing)
+                proba = corrector.predict_proba_table(full)
+        with log.stage("merge+interpolate"):
+            canvas, corrected = make_canvas(volume, None, False)
+            decisions = corrector._decide_and_merge(table, proba, index, canvas, spacing, block)
     return corrected, decisions, len(table)
 
 

@@ -99,13 +99,13 @@ def run_child(config_path: Path) -> None:
             screen_axial_pairs(index, **params)
         del index
     corrected, decisions, n_candidates = staged_correct(
-        volume, corrector, spacing, log, n_jobs=config["n_jobs"]
+        volume, corrector, None, log, n_jobs=config["n_jobs"]
     )
     with log.stage("write"):
         save_volume(config["output"], corrected, spacing=spacing, overwrite=True)
     verified = None
     if config["verify"]:
-        reference, _ = corrector.correct(volume, spacing=spacing)
+        reference, _ = corrector.correct(volume)
         verified = bool(np.array_equal(reference, corrected))
     # Read before anything else allocates: the peak belongs to the stages above.
     overall_peak = log.overall_peak()

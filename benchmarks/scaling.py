@@ -54,7 +54,7 @@ def measure(n_z: int, size: int, seed: int, corrector, n_jobs: int | None) -> di
 
     flawed, _, merges = paper_medium_volume(n_z, size, seed)
     log = StageLog()
-    _, decisions, n_candidates = staged_correct(flawed, corrector, SPACING, log, n_jobs=n_jobs)
+    _, decisions, n_candidates = staged_correct(flawed, corrector, None, log, n_jobs=n_jobs)
     seconds = {s.name: s.seconds for s in log.stages}
     peak_extra = max(s.rss_peak - s.rss_start for s in log.stages)
     predicted = [tuple(p) for p in merged_pairs(decisions)]

@@ -38,6 +38,7 @@ _EXPORTS = {
     "interpolate_masks": "interpolation",
     "fill_gap": "interpolation",
     "load_volume": "io",
+    "open_volume": "io",
     "save_volume": "io",
     "load_pretrained": "pretrained",
     "save_estimator": "persistence",

@@ -48,16 +48,38 @@ __all__ = [
     "DEFAULT_SLAB_LAYERS",
     "DEFAULT_TILE",
     "check_volume_like",
+    "choose_slab_layers",
     "featurize_blockwise",
+    "gap_masks",
     "index_volume",
     "is_lazy",
+    "make_canvas",
+    "prefill",
     "screen_blockwise",
+    "split_classifier",
 ]
 
 #: Layers per z-slab when a volume is screened, indexed or written.
 DEFAULT_SLAB_LAYERS = 64
 #: In-plane tile (pixels) that groups candidates into feature blocks.
 DEFAULT_TILE = 512
+#: Voxels per whole-plane slab when ``slab_layers`` is not given (128 MiB of uint32).
+SLAB_VOXELS = 1 << 25
+
+
+def choose_slab_layers(shape: tuple[int, ...], slab_layers: int | None) -> tuple[int, int]:
+    """Layers per whole-plane slab (index, screen, write) and per feature block.
+
+    A given ``slab_layers`` is used for both. By default slabs hold about
+    :data:`SLAB_VOXELS` voxels (at most :data:`DEFAULT_SLAB_LAYERS` layers), so a
+    2008 x 2008 plane gets 8-layer slabs, and feature blocks, already cut in-plane into
+    :data:`DEFAULT_TILE` tiles, span :data:`DEFAULT_SLAB_LAYERS` layers.
+    """
+    if slab_layers is not None:
+        return int(slab_layers), int(slab_layers)
+    plane = max(1, int(shape[1]) * int(shape[2]))
+    return max(1, min(DEFAULT_SLAB_LAYERS, SLAB_VOXELS // plane)), DEFAULT_SLAB_LAYERS
+
 
 _SCREEN_PARAMS = (
     "min_gap",
@@ -70,7 +92,7 @@ _SCREEN_PARAMS = (
 
 def is_lazy(volume: Any) -> bool:
     """Whether ``volume`` is read on access (Zarr, HDF5, Dask...) rather than a numpy array."""
-    return not isinstance(volume, np.ndarray)
+    return not isinstance(volume, np.ndarray) or isinstance(volume, np.memmap)
 
 
 def check_volume_like(volume: Any, name: str = "volume") -> Any:

@@ -290,8 +290,15 @@ def relabel_block(block: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.nda
     return block
 
 
+#: Voxels relabelled per step: bounds the temporaries of a slab to a few tens of MiB.
+_RELABEL_VOXELS = 1 << 23
+
+
 def _corrected_slab(source, z0: int, z1: int, old, new, painted) -> np.ndarray:
-    block = relabel_block(np.array(source[z0:z1]), old, new)
+    block = np.array(source[z0:z1])
+    step = max(1, _RELABEL_VOXELS // max(1, block.shape[1] * block.shape[2]))
+    for k in range(0, block.shape[0], step):
+        relabel_block(block[k : k + step], old, new)
     for record in painted:
         _apply_painted(block, (z0, 0, 0), record, {})
     return block

@@ -82,10 +82,12 @@ def _load_model(path, kind: str = "axial"):
 def cmd_correct(args) -> int:
     from sklearn.base import clone
 
-    from .io import load_volume, save_volume, volume_format
+    from .io import load_volume, open_volume, save_volume, volume_format
 
     out = _check_output(args.output, args.overwrite)
     volume_format(out)  # an unknown extension fails now, not after the work
+    if args.slab_layers is not None and args.slab_layers < 1:
+        raise UserError(f"--slab-layers must be a positive integer, got {args.slab_layers}.")
     outputs = [Path(p).resolve() for p in (args.output, args.report, args.plot) if p]
     if len(set(outputs)) != len(outputs):
         raise UserError("-o, --report and --plot must name three different files.")
@@ -98,11 +100,15 @@ def cmd_correct(args) -> int:
         except ImportError as exc:
             raise UserError(f"--plot is not available: {exc}") from None
         _check_path(args.plot, args.overwrite)  # the figure format fails before any work
+    out_of_core = _out_of_core(args, out)
     timings = {}
-    with _progress(args.quiet, 4, "correct") as bar:
+    with _progress(args.quiet, 4, "correct") as bar, _scheduler(args):
         t0 = time.perf_counter()
-        volume, spacing = load_volume(args.input, key=args.key, return_spacing=True)
-        timings["load"] = time.perf_counter() - t0
+        if out_of_core:
+            volume, spacing = open_volume(args.input, key=args.key, return_spacing=True)
+        else:
+            volume, spacing = load_volume(args.input, key=args.key, return_spacing=True)
+        timings["open" if out_of_core else "load"] = time.perf_counter() - t0
         bar.update()
         t0 = time.perf_counter()
         corrector = _load_model(args.model, args.screen)
@@ -119,11 +125,17 @@ def cmd_correct(args) -> int:
         timings["model"] = time.perf_counter() - t0
         bar.update()
         t0 = time.perf_counter()
-        corrected, decisions = corrector.correct(volume)
+        if out_of_core:
+            corrected, decisions = _correct_to_zarr(
+                corrector, volume, out, spacing, args.slab_layers, args.overwrite
+            )
+        else:
+            corrected, decisions = corrector.correct(volume, slab_layers=args.slab_layers)
         timings["correct"] = time.perf_counter() - t0
         bar.update()
         t0 = time.perf_counter()
-        save_volume(out, corrected, spacing=spacing, overwrite=args.overwrite)
+        if not out_of_core:
+            save_volume(out, corrected, spacing=spacing, overwrite=args.overwrite)
         if args.report:
             _write_csv_atomic(decisions, Path(args.report), args.overwrite)
         if args.plot:
@@ -147,6 +159,103 @@ def cmd_correct(args) -> int:
         + ")",
     )
     return 0
+
+
+def _out_of_core(args, out: Path) -> bool:
+    """Whether to stream: Zarr/HDF5 in, Zarr out, unless --in-memory (or --out-of-core)."""
+    from .io import volume_format
+
+    streamable = volume_format(Path(args.input)) in ("zarr", "hdf5")
+    zarr_out = volume_format(out) == "zarr"
+    if args.out_of_core and not zarr_out:
+        raise UserError(
+            f"--out-of-core writes a Zarr store: give an output ending in .zarr, not {out.name}."
+        )
+    if args.out_of_core:
+        return True
+    return streamable and zarr_out and not args.in_memory
+
+
+def _correct_to_zarr(corrector, volume, out: Path, spacing, slab_layers, overwrite: bool):
+    """Correct into a new Zarr store chunk by chunk, moved into place once complete."""
+    import zarr
+
+    from .io import _make_temp_sibling, _move_into_place, _remove
+
+    chunks = getattr(volume, "chunks", None)
+    if not chunks or len(chunks) != 3:
+        chunks = (min(volume.shape[0], 16), min(volume.shape[1], 256), min(volume.shape[2], 256))
+    tmp = _make_temp_sibling(out, directory=True)
+    try:
+        target = zarr.create_array(
+            store=str(tmp),
+            shape=volume.shape,
+            dtype=volume.dtype,
+            chunks=tuple(int(c) for c in chunks),
+            attributes={} if spacing is None else {"spacing": list(spacing)},
+            overwrite=True,  # the temporary directory exists already, empty
+        )
+        corrected, decisions = corrector.correct(volume, out=target, slab_layers=slab_layers)
+        _move_into_place(tmp, out, overwrite)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return corrected, decisions
+
+
+class _NoScheduler:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+class _DaskScheduler:
+    """joblib's dask backend on a cluster (``--scheduler``) or a local one (``--dask``)."""
+
+    def __init__(self, address: str | None, n_workers: int | None) -> None:
+        self.address = address
+        self.n_workers = n_workers
+
+    def __enter__(self):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UserError(
+                "--scheduler/--dask need dask.distributed: pip install 'sklearn-overseg[dask]'."
+            ) from None
+        from joblib import parallel_config
+
+        if self.address:
+            try:
+                self.client = Client(self.address, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise UserError(
+                    f"cannot reach the Dask scheduler at {self.address}: {exc}"
+                ) from None
+            self.cluster = None
+        else:
+            n = self.n_workers if self.n_workers and self.n_workers > 0 else os.cpu_count() or 1
+            self.cluster = LocalCluster(
+                n_workers=n, threads_per_worker=1, dashboard_address=None, processes=True
+            )
+            self.client = Client(self.cluster)
+        self.config = parallel_config(backend="dask")
+        self.config.__enter__()
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        self.config.__exit__(*exc)
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _scheduler(args):
+    if args.scheduler or args.dask:
+        return _DaskScheduler(args.scheduler, args.n_jobs)
+    return _NoScheduler()
 
 
 def cmd_screen(args) -> int:
@@ -269,6 +378,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the decision table as CSV")
     p.add_argument("--plot", help="write an orthogonal-view figure (PNG)")
     p.add_argument("--n-jobs", type=int, default=None)
+    p.add_argument(
+        "--slab-layers",
+        type=int,
+        default=None,
+        help="z layers per slab for screening, features and writing (default 64)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out-of-core",
+        action="store_true",
+        help="stream the input slab by slab into a Zarr output (default for Zarr/HDF5 "
+        "input with Zarr output)",
+    )
+    where.add_argument(
+        "--in-memory", action="store_true", help="load the whole input even from Zarr/HDF5"
+    )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the parallel stages on this Dask scheduler (tcp://host:8786)",
+    )
+    cluster.add_argument(
+        "--dask",
+        action="store_true",
+        help="run the parallel stages on a local Dask cluster of --n-jobs workers",
+    )
     common(p)
     p.set_defaults(func=cmd_correct)
 

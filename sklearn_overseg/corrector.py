@@ -308,9 +308,10 @@ class SegmentationCorrector(BaseEstimator):
             volume's shape and dtype, written slab by slab (chunk-aligned). By default
             a new numpy array.
         slab_layers : int, optional
-            Layers per z-slab for screening, feature blocks and writing (default
-            :data:`~sklearn_overseg.blockwise.DEFAULT_SLAB_LAYERS`). Memory per task
-            grows with it; the result does not depend on it.
+            Layers per z-slab for indexing, screening, feature blocks and writing.
+            By default slabs hold about 32 million voxels and feature blocks 64 layers
+            (see :func:`~sklearn_overseg.blockwise.choose_slab_layers`). Memory per
+            task grows with it; the result does not depend on it.
 
         Returns
         -------
@@ -321,8 +322,8 @@ class SegmentationCorrector(BaseEstimator):
             One row per candidate: probabilities, decision, reason, what was filled.
         """
         from .blockwise import (
-            DEFAULT_SLAB_LAYERS,
             check_volume_like,
+            choose_slab_layers,
             featurize_blockwise,
             index_volume,
             is_lazy,
@@ -335,7 +336,9 @@ class SegmentationCorrector(BaseEstimator):
         check_n_jobs(self.n_jobs)
         volume = check_volume_like(volume)
         _check_out(out, volume)
-        slab = _check_slab_layers(DEFAULT_SLAB_LAYERS if slab_layers is None else slab_layers)
+        if slab_layers is not None:
+            _check_slab_layers(slab_layers)
+        slab, block = choose_slab_layers(volume.shape, slab_layers)
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         lazy = is_lazy(volume) or (out is not None and is_lazy(out))
         screener = self.screener_
@@ -353,7 +356,7 @@ class SegmentationCorrector(BaseEstimator):
                 elif split is not None:
                     featurizer, head = split
                     features = featurize_blockwise(
-                        featurizer, table, index, spacing=spacing, slab_layers=slab
+                        featurizer, table, index, spacing=spacing, slab_layers=block
                     )
                     proba = head(features)
                 else:
@@ -365,12 +368,13 @@ class SegmentationCorrector(BaseEstimator):
                 # Re-slicing tilted contacts needs the pair's whole neighbourhood: contact
                 # screening runs on the volume in memory.
                 dense = np.asarray(volume)
+                dense_index = index_volume(dense) if is_lazy(volume) else index
                 table = screener.screen(
-                    dense, volume_id=str(volume_id), spacing=spacing, index=index_volume(dense)
+                    dense, volume_id=str(volume_id), spacing=spacing, index=dense_index
                 )
                 proba = self.predict_proba_table(table)
             canvas, out = make_canvas(volume, out, lazy)
-            decisions = self._decide_and_merge(table, proba, index, canvas, spacing, slab)
+            decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
             if lazy:
                 if out is None:
                     out = np.empty(volume.shape, dtype=volume.dtype)

@@ -39,7 +39,14 @@ import numpy as np
 
 from ._validation import check_label_volume, check_spacing
 
-__all__ = ["SUPPORTED_EXTENSIONS", "load_volume", "save_volume", "volume_format"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "HDF5Volume",
+    "load_volume",
+    "open_volume",
+    "save_volume",
+    "volume_format",
+]
 
 PathLike = str | os.PathLike[str]
 Spacing = tuple[float, float, float]
@@ -268,21 +275,26 @@ def _tiff_spacing(tif: Any) -> tuple[Any, str]:
     return (z * factor, y * factor, x * factor), f"{where} (ImageJ metadata)"
 
 
+def _locate_hdf5(f: Any, path: Path, key: str | None) -> tuple[str, Any, str]:
+    """The dataset key to read in an open HDF5 file, its raw spacing and where it was."""
+    import h5py
+
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    key = _pick_key(path, sorted(names), key.strip("/") if key else None, "dataset")
+    ds = f[key]
+    for attr in _H5_SPACING_ATTRS:
+        if attr in ds.attrs:
+            return key, ds.attrs[attr], f"'{path}' (dataset '{key}' attribute '{attr}')"
+    return key, None, f"'{path}'"
+
+
 def _read_hdf5(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
     import h5py
 
     with h5py.File(path, "r") as f:
-        names: list[str] = []
-        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-        key = _pick_key(path, sorted(names), key.strip("/") if key else None, "dataset")
+        key, raw_spacing, where = _locate_hdf5(f, path, key)
         ds = f[key]
-        raw_spacing = None
-        where = f"'{path}'"
-        for attr in _H5_SPACING_ATTRS:
-            if attr in ds.attrs:
-                raw_spacing = ds.attrs[attr]
-                where = f"'{path}' (dataset '{key}' attribute '{attr}')"
-                break
         offset = ds.id.get_offset() if mmap and ds.chunks is None else None
         dtype, shape = ds.dtype, ds.shape
         if offset is None:
@@ -291,6 +303,129 @@ def _read_hdf5(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
         # A contiguous dataset is a plain C-order block at a fixed offset of the file.
         volume = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     return volume, raw_spacing, where
+
+
+class HDF5Volume:
+    """An HDF5 dataset read on access, which worker processes can share.
+
+    h5py datasets cannot be pickled, so joblib or Dask workers could not receive one.
+    This holds the file path and dataset name instead and opens the file (read-only) in
+    each process on first access. Slicing returns numpy arrays.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.h5``/``.hdf5`` file.
+    key : str
+        Path of the dataset inside the file.
+
+    Attributes
+    ----------
+    shape, dtype, chunks, ndim
+        Those of the dataset.
+    """
+
+    def __init__(self, path: PathLike, key: str) -> None:
+        import h5py
+
+        self.path = os.fspath(path)
+        self.key = key
+        with h5py.File(self.path, "r") as f:
+            ds = f[key]
+            self.shape = tuple(int(n) for n in ds.shape)
+            self.dtype = np.dtype(ds.dtype)
+            self.chunks = ds.chunks
+        self._file = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        if self._file is None:
+            import h5py
+
+            self._file = h5py.File(self.path, "r")
+        return np.asarray(self._file[self.key][item])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self[()], dtype=dtype)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_file"] = None  # an open h5py file cannot travel; the receiver reopens it
+        return state
+
+    def close(self) -> None:
+        """Close the file handle of this process (reopened on the next access)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __repr__(self) -> str:
+        return (
+            f"HDF5Volume('{self.path}', key='{self.key}', shape={self.shape}, dtype={self.dtype})"
+        )
+
+
+def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool = False) -> Any:
+    """Open a label volume for out-of-core processing, reading no voxel yet.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any format of :data:`SUPPORTED_EXTENSIONS`.
+    key : str, optional
+        As in :func:`load_volume`.
+    return_spacing : bool, default=False
+        Also return the stored ``(z, y, x)`` voxel size (or ``None``).
+
+    Returns
+    -------
+    volume : zarr.Array, HDF5Volume, numpy.memmap or ndarray
+        A Zarr store gives its array; an HDF5 dataset a picklable :class:`HDF5Volume`;
+        ``.npy`` and uncompressed TIFF a read-only memmap; other files, which cannot be
+        read piecewise, are loaded. Pass it to ``SegmentationCorrector.correct`` with
+        ``out=`` a Zarr array to correct volumes larger than memory.
+    spacing : tuple of 3 floats or None
+        Only when ``return_spacing``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, TypeError
+        As :func:`load_volume`; only shape and dtype are checked here (values are
+        checked slab by slab when the volume is processed).
+    """
+    path = Path(os.fspath(path))
+    if volume_format(path) != "hdf5" or not path.is_file():
+        volume, spacing = load_volume(path, key=key, return_spacing=True, mmap=True, validate=False)
+        name = f"volume in '{path}'"
+        if isinstance(volume, np.memmap) or not isinstance(volume, np.ndarray):
+            _check_lazy_volume(volume, name)  # values are checked slab by slab later
+        else:
+            volume = check_label_volume(volume, name=name, allow_empty=True)
+        return (volume, spacing) if return_spacing else volume
+    import h5py
+
+    _check_key_use("hdf5", key, path)
+    try:
+        with h5py.File(path, "r") as f:
+            key, raw_spacing, where = _locate_hdf5(f, path, key)
+    except (KeyError, FileNotFoundError):
+        raise
+    except (OSError, ValueError) as exc:
+        if "available" in str(exc):
+            raise
+        raise ValueError(f"cannot read '{path}' as hdf5: {exc}") from exc
+    volume = HDF5Volume(path, key)
+    _check_lazy_volume(volume, f"volume in '{path}' (key '{key}')")
+    if not return_spacing:
+        return volume
+    return volume, _clean_spacing(raw_spacing, where)
 
 
 def _read_zarr(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:

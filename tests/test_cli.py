@@ -434,3 +434,106 @@ def test_train_checks_output_folder_before_fitting(files, tmp_path, capsys):
 def test_n_jobs_zero_is_named(files, tmp_path, capsys):
     code, _, err = run(capsys, "correct", files["in"], "-o", tmp_path / "o.tif", "--n-jobs", "0")
     assert code == 2 and "n_jobs" in err
+
+
+# ------------------------------------------------------------------ out of core
+
+
+@pytest.fixture(scope="module")
+def zarr_input(files):
+    """The flawed TIFF stored as a chunked Zarr store, and as a chunked HDF5 dataset."""
+    import h5py
+    import zarr
+
+    flawed = load_volume(files["in"])
+    path = files["dir"] / "in.zarr"
+    if not path.exists():
+        array = zarr.create_array(
+            store=str(path),
+            shape=flawed.shape,
+            dtype=flawed.dtype,
+            chunks=(4, 32, 32),
+            attributes={"spacing": list(SPACING)},
+        )
+        array[:] = flawed
+        with h5py.File(files["dir"] / "in.h5", "w") as handle:
+            ds = handle.create_dataset("seg/labels", data=flawed, chunks=(4, 32, 32))
+            ds.attrs["element_size_um"] = SPACING
+    return {"zarr": path, "h5": files["dir"] / "in.h5", "flawed": flawed}
+
+
+@pytest.mark.parametrize("source", ["zarr", "h5"])
+def test_correct_streams_zarr_and_hdf5_into_zarr(source, zarr_input, model, tmp_path, capsys):
+    import zarr
+
+    out = tmp_path / "out.zarr"
+    argv = ["correct", zarr_input[source], "-o", out, "--model", model, "--slab-layers", "5"]
+    if source == "h5":
+        argv += ["--key", "seg/labels"]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "open" in stdout  # streamed: the input was opened, not loaded
+    written = zarr.open_array(str(out), mode="r")
+    assert written.chunks == (4, 32, 32)
+    assert tuple(written.attrs["spacing"]) == SPACING
+    expected, _ = load_pretrained(model).correct(zarr_input["flawed"])
+    np.testing.assert_array_equal(written[...], expected)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_out_of_core_needs_a_zarr_output(zarr_input, model, tmp_path, capsys):
+    code, _, err = run(
+        capsys,
+        "correct",
+        zarr_input["zarr"],
+        "-o",
+        tmp_path / "o.tif",
+        "--model",
+        model,
+        "--out-of-core",
+    )
+    assert code == 2
+    assert_one_line_error(err, "--out-of-core", ".zarr")
+    code, _, err = run(
+        capsys,
+        "correct",
+        zarr_input["zarr"],
+        "-o",
+        tmp_path / "o.zarr",
+        "--model",
+        model,
+        "--slab-layers",
+        "0",
+    )
+    assert code == 2
+    assert_one_line_error(err, "--slab-layers")
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_in_memory_flag_loads_the_zarr_input(zarr_input, model, tmp_path, capsys):
+    out = tmp_path / "mem.zarr"
+    code, stdout, err = run(
+        capsys, "correct", zarr_input["zarr"], "-o", out, "--model", model, "--in-memory"
+    )
+    assert code == 0, err
+    assert "load" in stdout and "open" not in stdout
+    expected, _ = load_pretrained(model).correct(zarr_input["flawed"])
+    np.testing.assert_array_equal(load_volume(out), expected)
+
+
+def test_unreachable_scheduler_is_a_user_error(zarr_input, model, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    code, _, err = run(
+        capsys,
+        "correct",
+        zarr_input["zarr"],
+        "-o",
+        tmp_path / "d.zarr",
+        "--model",
+        model,
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+    )
+    assert code == 2
+    assert_one_line_error(err, "Dask scheduler", "127.0.0.1:9")
+    assert not (tmp_path / "d.zarr").exists()
