@@ -363,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chunks", type=int, nargs=3, default=(16, 256, 256), metavar=("Z", "Y", "X")
     )
-    parser.add_argument("--slab-layers", type=int, default=64, help="z layers per slab (64)")
+    parser.add_argument(
+        "--slab-layers", type=int, default=None, help="z layers per slab (default: automatic)"
+    )
     parser.add_argument("--n-jobs", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -462,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         same, differ = compare_zarr(
             Path(runs["out_of_core"]["config"]["output"]),
             Path(runs["in_memory"]["config"]["output"]),
-            args.slab_layers,
+            args.slab_layers or 16,
         )
         rows.append(
             (

@@ -541,7 +541,10 @@ class SegmentationCorrector(BaseEstimator):
         one["z_b_last"] = int(bbox_b[1]) - 1
         one["voxels_b"] = int(np.count_nonzero(geometry.b))
         one["geometry"] = pd.Series([geometry], index=one.index, dtype=object)
-        return float(self.predict_proba_table(one)[0])
+        # One row: shipping it to worker processes (or a cluster) would cost more than
+        # judging it here.
+        with parallel_config(backend="threading", n_jobs=1):
+            return float(self.predict_proba_table(one)[0])
 
     def transform(self, X) -> list[np.ndarray]:
         """Correct every volume of ``X`` (at the spacing of :meth:`fit`).

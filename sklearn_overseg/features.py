@@ -160,7 +160,7 @@ def _resolve_statistics(statistics: Any) -> list[tuple[str, float]]:
 def _emd_row(
     geom: PairGeometry,
     row_id: Any,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None,
     *,
     spacing: tuple[float, float] | None,
     method: str,
@@ -177,9 +177,9 @@ def _emd_row(
     scale = np.asarray(scale_t, dtype=float)
     args = (scale, method, max_exact_points, n_projections, rng)
     # Order fixed (A, gap, B) so the row's generator is consumed reproducibly.
-    d_a = _cell_distances(geom.a, args, cache)
+    d_a, key_a = _cell_distances(geom.a, args, cache)
     gap = _distance(geom.a[keep_a[-1]], geom.b[keep_b[0]], *args)
-    d_b = _cell_distances(geom.b, args, cache)
+    d_b, key_b = _cell_distances(geom.b, args, cache)
 
     unit = 1.0
     if normalize:
@@ -194,10 +194,11 @@ def _emd_row(
 
     out = [gap / unit]
     medians = []
-    for d in (d_a / unit, d_b / unit):
+    for d, key in ((d_a, key_a), (d_b, key_b)):
         if d.size:
-            out.extend(np.quantile(d, quantiles).tolist())
-            medians.append(float(np.median(d)))
+            stats, med = _summary(d, unit, quantiles, key, cache)
+            out.extend(stats)
+            medians.append(med)
         else:
             out.extend([0.0] * quantiles.size)
             medians.append(None)
@@ -207,8 +208,24 @@ def _emd_row(
     return np.asarray(out, dtype=float)
 
 
-def _cell_distances(stack: np.ndarray, args: tuple, cache: dict | None) -> np.ndarray:
-    """Within-cell EMDs, shared by every candidate the cell takes part in.
+def _summary(
+    d: np.ndarray, unit: float, quantiles: np.ndarray, key: Any, cache: dict | None
+) -> tuple[list[float], float]:
+    """Quantiles and median of ``d / unit``, shared by a cell's rows when ``unit == 1``."""
+    stats_key = ("stats", key)
+    if cache is not None and key is not None and unit == 1.0 and stats_key in cache:
+        return cache[stats_key]
+    d = d / unit
+    result = (np.quantile(d, quantiles).tolist(), float(np.median(d)))
+    if cache is not None and key is not None and unit == 1.0:
+        cache[stats_key] = result
+    return result
+
+
+def _cell_distances(
+    stack: np.ndarray, args: tuple, cache: dict | None
+) -> tuple[np.ndarray, tuple | None]:
+    """Within-cell EMDs, shared by every candidate the cell takes part in, and their key.
 
     A cell is usually in several candidates (above one cell, below another), each
     cutting it out in its own frame; EMDs do not depend on the frame, so the stack is
@@ -216,24 +233,28 @@ def _cell_distances(stack: np.ndarray, args: tuple, cache: dict | None) -> np.nd
     a ``"sliced"`` row must draw from its own generator.
     """
     if cache is None:
-        return _layer_distances(stack, *args)
+        return _layer_distances(stack, *args), None
     rows = np.flatnonzero(stack.any(axis=(0, 2)))
     cols = np.flatnonzero(stack.any(axis=(0, 1)))
     if rows.size == 0:
-        return _layer_distances(stack, *args)
+        return _layer_distances(stack, *args), None
     crop = stack[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     key = (crop.shape, hashlib.blake2b(np.packbits(crop).tobytes(), digest_size=16).digest())
     if key not in cache:
         cache[key] = _layer_distances(crop, *args)
-    return cache[key]
+    return cache[key], key
 
 
 def _emd_chunk(
     geoms: list[PairGeometry], row_ids: list[Any], base_seed: int, params: dict
 ) -> np.ndarray:
-    cache: dict | None = None if params["method"] == "sliced" else {}
+    sliced = params["method"] == "sliced"
+    cache: dict | None = None if sliced else {}
+    # Only "sliced" draws random numbers: the other methods skip seeding a generator.
     rows = [
-        _emd_row(geom, row_id, _row_seed(base_seed, row_id), cache=cache, **params)
+        _emd_row(
+            geom, row_id, _row_seed(base_seed, row_id) if sliced else None, cache=cache, **params
+        )
         for geom, row_id in zip(geoms, row_ids, strict=True)
     ]
     return np.vstack(rows)
