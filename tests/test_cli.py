@@ -472,7 +472,7 @@ def test_correct_streams_zarr_and_hdf5_into_zarr(source, zarr_input, model, tmp_
         argv += ["--key", "seg/labels"]
     code, stdout, err = run(capsys, *argv)
     assert code == 0, err
-    assert "open" in stdout  # streamed: the input was opened, not loaded
+    assert " s: open " in stdout  # streamed: the input was opened, not loaded
     written = zarr.open_array(str(out), mode="r")
     assert written.chunks == (4, 32, 32)
     assert tuple(written.attrs["spacing"]) == SPACING
@@ -516,7 +516,7 @@ def test_in_memory_flag_loads_the_zarr_input(zarr_input, model, tmp_path, capsys
         capsys, "correct", zarr_input["zarr"], "-o", out, "--model", model, "--in-memory"
     )
     assert code == 0, err
-    assert "load" in stdout and "open" not in stdout
+    assert " s: load " in stdout and " s: open " not in stdout
     expected, _ = load_pretrained(model).correct(zarr_input["flawed"])
     np.testing.assert_array_equal(load_volume(out), expected)
 
