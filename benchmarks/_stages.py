@@ -95,9 +95,13 @@ class StageLog:
         """Peak RSS of the process so far, across the resets of the stage peaks.
 
         Resetting ``VmHWM`` also resets what ``ru_maxrss`` reports, so the peaks seen
-        before each reset are kept here.
+        before each reset are kept here. ``ru_maxrss`` is used only where ``VmHWM`` is
+        missing: Linux carries it over ``exec`` from the forking parent, so a process
+        started by a parent holding a large volume would report the parent's peak.
         """
-        return max(self._earlier_peak, peak_rss(), lifetime_peak_rss())
+        if _status_kib("VmHWM") is None:
+            return max(self._earlier_peak, lifetime_peak_rss())
+        return max(self._earlier_peak, peak_rss())
 
     @contextmanager
     def stage(self, name: str, note: str = "") -> Iterator[None]:

@@ -4,7 +4,7 @@ Run from the repository root::
 
     python benchmarks/scaling.py                          # n_z = 250, 500, 1000, 2000
     python benchmarks/scaling.py --quick                  # n_z = 100, 200, 300, 400
-    python benchmarks/scaling.py --write docs/benchmarks.md [--overwrite]
+    python benchmarks/scaling.py --write docs/scaling.md [--overwrite]
 
 Each size is a :func:`_volumes.paper_medium_volume` (224 x 224 in-plane, z:y:x 4:1:1)
 corrected stage by stage in this process. The table is printed; it is written as Markdown
@@ -194,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
         )
-        with open(args.write, "w" if args.overwrite else "x") as fh:
-            fh.write(text)
+        if args.write.exists() and not args.overwrite:
+            parser.error(f"{args.write} appeared meanwhile; pass --overwrite to replace it.")
+        # Written beside the target and renamed: a crash never leaves half a page.
+        partial = args.write.with_name(f".{args.write.name}.partial")
+        partial.write_text(text)
+        os.replace(partial, args.write)
         print(f"wrote {args.write}")
     return 0
 

@@ -148,6 +148,17 @@ def _load(box) -> np.ndarray:
     return box.read() if isinstance(box, _Box) else box
 
 
+def _slab_parallel(volume: Any) -> Parallel:
+    """Parallel for whole-plane slabs: threads for a numpy volume, processes for a lazy one.
+
+    Slabs of an array in memory are numpy work that threads share without copying (a
+    process pool would first have to start and receive the slabs, which costs more than
+    the screening itself); reading a lazy array decompresses chunks, which processes
+    spread best. A backend chosen with ``joblib.parallel_config`` (Dask) always wins.
+    """
+    return Parallel(prefer=None if is_lazy(volume) else "threads")
+
+
 # ----------------------------------------------------------------------------- index
 def index_volume(volume: Any, *, slab_layers: int = DEFAULT_SLAB_LAYERS) -> CellIndex:
     """Index a label volume; a lazy one is read in z-slabs, in parallel.
@@ -166,7 +177,7 @@ def index_volume(volume: Any, *, slab_layers: int = DEFAULT_SLAB_LAYERS) -> Cell
     """
     if not is_lazy(volume):
         return CellIndex.from_volume(volume)
-    parts = Parallel()(
+    parts = _slab_parallel(volume)(
         delayed(_index_slab)(_box(volume, z0, z1), z0)
         for z0, z1 in _slabs(volume.shape[0], slab_layers)
     )
@@ -223,7 +234,7 @@ def screen_blockwise(
     n_z = volume.shape[0]
     light = dataclasses.replace(index, volume=None)
     halo = int(screener.max_gap) + 1
-    parts = Parallel()(
+    parts = _slab_parallel(volume)(
         delayed(_screen_slab)(light, _box(volume, z0, min(z1 + halo, n_z)), z0, z1, n_z, params)
         for z0, z1 in _slabs(n_z, slab_layers)
     )

@@ -106,7 +106,11 @@ class LazyCanvas:
         self.source = source
         self.shape = tuple(int(s) for s in source.shape)
         self.dtype = np.dtype(source.dtype)
-        chunks = chunks or getattr(source, "chunks", None) or (16, *self.shape[1:])
+        chunks = chunks or getattr(source, "chunks", None)
+        if not chunks or len(chunks) != 3:
+            chunks = (16, *self.shape[1:])
+        # Dask lists every chunk's size per axis; the largest is the read granularity.
+        chunks = [max(c) if isinstance(c, tuple) else c for c in chunks]
         self.chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunks, self.shape, strict=True))
         self.cache_bytes = int(cache_bytes)
         self._cache: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
@@ -225,12 +229,13 @@ class LazyCanvas:
         Parameters
         ----------
         out : writable array-like of the source's shape
-            A numpy array or a Zarr array; slabs are aligned to its chunks along z so
-            that parallel writers never share a chunk.
+            A numpy array, a Zarr array or an HDF5 dataset; slabs are aligned to its
+            chunks along z so that parallel writers never share a chunk.
         slab_layers : int, default=64
             Layers per slab, rounded up to a multiple of ``out``'s chunk depth.
         n_jobs : int, optional
-            Parallel slabs (joblib; ignored for a numpy ``out``, written in this process).
+            Parallel slabs (joblib) for a Zarr ``out``; other arrays are written by this
+            process.
         """
         old, new = self.relabel_table()
         depth = int((getattr(out, "chunks", None) or (1,))[0])
@@ -242,7 +247,9 @@ class LazyCanvas:
             for s in range(record.z0 // step, (record.stop[0] - 1) // step + 1):
                 by_slab[s].append(moved)
         slabs = [(z0, min(z0 + step, self.shape[0])) for z0 in range(0, self.shape[0], step)]
-        if isinstance(out, np.ndarray):
+        if not type(out).__module__.startswith("zarr"):
+            # numpy arrays and HDF5 datasets are written from this process: an h5py
+            # handle cannot travel to workers, and a numpy array would come back as a copy.
             for z0, z1 in slabs:
                 out[z0:z1] = _corrected_slab(self.source, z0, z1, old, new, by_slab[z0 // step])
             return out
