@@ -108,7 +108,8 @@ class LazyCanvas:
         self.dtype = np.dtype(source.dtype)
         chunks = chunks or getattr(source, "chunks", None)
         if not chunks or len(chunks) != 3:
-            chunks = (16, *self.shape[1:])
+            # Unchunked sources (contiguous HDF5, memmaps) are cached in tiles, not planes.
+            chunks = (16, 512, 512)
         # Dask lists every chunk's size per axis; the largest is the read granularity.
         chunks = [max(c) if isinstance(c, tuple) else c for c in chunks]
         self.chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunks, self.shape, strict=True))
@@ -224,40 +225,83 @@ class LazyCanvas:
         return old.astype(self.dtype), new.astype(self.dtype)
 
     def write(self, out, *, slab_layers: int = 64, n_jobs: int | None = None):
-        """Write the corrected volume into ``out`` slab by slab; return ``out``.
+        """Write the corrected volume into ``out`` box by box; return ``out``.
 
         Parameters
         ----------
         out : writable array-like of the source's shape
-            A numpy array, a Zarr array or an HDF5 dataset; slabs are aligned to its
-            chunks along z so that parallel writers never share a chunk.
+            A numpy array, a Zarr array or an HDF5 dataset. Boxes follow its chunk (or
+            shard) grid, so parallel writers never share one.
         slab_layers : int, default=64
-            Layers per slab, rounded up to a multiple of ``out``'s chunk depth.
+            Layers per box, rounded up to a multiple of ``out``'s chunk (shard) depth;
+            in-plane, boxes span about 1024 pixels, also chunk-aligned.
         n_jobs : int, optional
-            Parallel slabs (joblib) for a Zarr ``out``; other arrays are written by this
-            process.
+            Parallel boxes (joblib) for a Zarr ``out`` on a local or remote file
+            system; other arrays (numpy, HDF5, in-memory Zarr stores, which workers
+            cannot reach) are written by this process.
         """
         old, new = self.relabel_table()
-        depth = int((getattr(out, "chunks", None) or (1,))[0])
-        step = max(depth, -(-int(slab_layers) // depth) * depth)
-        by_slab: dict[int, list[_Painted]] = defaultdict(list)
-        for record in self.painted:
-            final = self.root_of.get(record.label, record.label)
-            moved = _Painted(record.z0, record.y0, record.x0, record.mask, final)
-            for s in range(record.z0 // step, (record.stop[0] - 1) // step + 1):
-                by_slab[s].append(moved)
-        slabs = [(z0, min(z0 + step, self.shape[0])) for z0 in range(0, self.shape[0], step)]
-        if not type(out).__module__.startswith("zarr"):
-            # numpy arrays and HDF5 datasets are written from this process: an h5py
-            # handle cannot travel to workers, and a numpy array would come back as a copy.
-            for z0, z1 in slabs:
-                out[z0:z1] = _corrected_slab(self.source, z0, z1, old, new, by_slab[z0 // step])
+        lut = dense_lookup(old, new, self.dtype)
+        painted = [
+            _Painted(r.z0, r.y0, r.x0, r.mask, self.root_of.get(r.label, r.label))
+            for r in self.painted
+        ]
+        starts = np.array([(r.z0, r.y0, r.x0) for r in painted], dtype=np.int64).reshape(-1, 3)
+        stops = np.array([r.stop for r in painted], dtype=np.int64).reshape(-1, 3)
+        tasks = []
+        for box in _write_boxes(out, self.shape, slab_layers):
+            lo, hi = np.array(box[0::2]), np.array(box[1::2])
+            hits = np.flatnonzero(np.all((starts < hi) & (stops > lo), axis=1))
+            part = _source_part(self.source, box)
+            tasks.append((part, box, [painted[k] for k in hits]))
+        if not _shared_store(out):
+            for part, box, records in tasks:
+                _write_box(part, out, box, old, new, lut, records)
             return out
         Parallel(n_jobs=n_jobs)(
-            delayed(_write_slab)(self.source, out, z0, z1, old, new, by_slab[z0 // step])
-            for z0, z1 in slabs
+            delayed(_write_box)(part, out, box, old, new, lut, records)
+            for part, box, records in tasks
         )
         return out
+
+
+#: In-plane extent (pixels) of the boxes the corrected volume is written in.
+_WRITE_TILE = 1024
+
+
+def _write_boxes(out, shape, slab_layers: int) -> list[tuple[int, ...]]:
+    """Boxes ``(z0, z1, y0, y1, x0, x1)`` covering the volume, aligned to ``out``'s grid."""
+    grid = getattr(out, "shards", None) or getattr(out, "chunks", None)
+    if not grid or len(grid) != 3 or isinstance(grid[0], tuple):
+        grid = (1, 1, 1)
+    unit = [max(1, int(g)) for g in grid]
+    steps = [
+        max(unit[0], -(-int(slab_layers) // unit[0]) * unit[0]),
+        max(unit[1], (_WRITE_TILE // unit[1]) * unit[1]),
+        max(unit[2], (_WRITE_TILE // unit[2]) * unit[2]),
+    ]
+    ranges = [
+        [(a, min(a + step, n)) for a in range(0, n, step)]
+        for n, step in zip(shape, steps, strict=True)
+    ]
+    return [(*z, *y, *x) for z in ranges[0] for y in ranges[1] for x in ranges[2]]
+
+
+def _shared_store(out) -> bool:
+    """Whether worker processes can write into ``out`` (a Zarr array on a file system)."""
+    store = getattr(out, "store", None)
+    return type(out).__module__.startswith("zarr") and type(store).__name__ in (
+        "LocalStore",
+        "FsspecStore",
+    )
+
+
+def _source_part(source, box):
+    """What a write task reads: a view of a numpy source, or the lazy source itself."""
+    z0, z1, y0, y1, x0, x1 = box
+    if isinstance(source, np.ndarray) and not isinstance(source, np.memmap):
+        return source[z0:z1, y0:y1, x0:x1]
+    return source
 
 
 def _apply_painted(box: np.ndarray, origin, record: _Painted, root_of: dict[int, int]) -> None:
@@ -277,19 +321,25 @@ def _apply_painted(box: np.ndarray, origin, record: _Painted, root_of: dict[int,
     target[mask] = root_of.get(record.label, record.label)
 
 
-#: Largest changed id for which slabs are relabelled through a dense lookup table.
+#: Largest changed id for which boxes are relabelled through a dense lookup table.
 _DENSE_LUT_MAX = 1 << 24
 
 
-def relabel_block(block: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+def dense_lookup(old: np.ndarray, new: np.ndarray, dtype) -> np.ndarray | None:
+    """Table ``lut`` with ``lut[i]`` the id of ``i`` after merging, for ``i <= old[-1]``."""
+    if old.size == 0 or int(old[-1]) >= _DENSE_LUT_MAX:
+        return None
+    lut = np.arange(int(old[-1]) + 1, dtype=dtype)
+    lut[old] = new
+    return lut
+
+
+def relabel_block(block: np.ndarray, old: np.ndarray, new: np.ndarray, lut=None) -> np.ndarray:
     """Replace, in place, each id of sorted ``old`` found in ``block`` by its ``new`` id."""
     if old.size == 0:
         return block
-    top = int(old[-1])
-    if top < _DENSE_LUT_MAX:
-        lut = np.arange(top + 1, dtype=block.dtype)
-        lut[old] = new
-        low = block <= top
+    if lut is not None:
+        low = block < len(lut)
         block[low] = lut[block[low]]
     else:
         where = np.isin(block, old)
@@ -297,19 +347,19 @@ def relabel_block(block: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.nda
     return block
 
 
-#: Voxels relabelled per step: bounds the temporaries of a slab to a few tens of MiB.
+#: Voxels relabelled per step: bounds the temporaries of a box to a few tens of MiB.
 _RELABEL_VOXELS = 1 << 23
 
 
-def _corrected_slab(source, z0: int, z1: int, old, new, painted) -> np.ndarray:
-    block = np.array(source[z0:z1])
+def _write_box(part, out, box, old, new, lut, painted) -> None:
+    z0, z1, y0, y1, x0, x1 = box
+    if isinstance(part, np.ndarray) and part.shape == (z1 - z0, y1 - y0, x1 - x0):
+        block = np.array(part)
+    else:
+        block = np.array(part[z0:z1, y0:y1, x0:x1])
     step = max(1, _RELABEL_VOXELS // max(1, block.shape[1] * block.shape[2]))
     for k in range(0, block.shape[0], step):
-        relabel_block(block[k : k + step], old, new)
+        relabel_block(block[k : k + step], old, new, lut)
     for record in painted:
-        _apply_painted(block, (z0, 0, 0), record, {})
-    return block
-
-
-def _write_slab(source, out, z0: int, z1: int, old, new, painted) -> None:
-    out[z0:z1] = _corrected_slab(source, z0, z1, old, new, painted)
+        _apply_painted(block, (z0, y0, x0), record, {})
+    out[z0:z1, y0:y1, x0:x1] = block

@@ -101,6 +101,11 @@ def cmd_correct(args) -> int:
             raise UserError(f"--plot is not available: {exc}") from None
         _check_path(args.plot, args.overwrite)  # the figure format fails before any work
     out_of_core = _out_of_core(args, out)
+    if out_of_core and args.plot:
+        raise UserError(
+            "--plot draws from whole volumes in memory; add --in-memory, or plot a crop of "
+            "the corrected Zarr store later."
+        )
     timings = {}
     with _progress(args.quiet, 4, "correct") as bar, _scheduler(args):
         t0 = time.perf_counter()
@@ -115,7 +120,7 @@ def cmd_correct(args) -> int:
         if args.model is not None and args.screen != "axial":
             # A user's model judges whatever screening is asked for.
             corrector.screener_ = clone(_screener(args.screen, args.max_gap))
-        elif args.max_gap is not None and args.screen != "contact":
+        elif args.max_gap is not None:
             # Keep the trained screener's other settings (min_overlap, ...).
             key = "max_gap" if args.screen == "axial" else "axial__max_gap"
             corrector.screener_ = clone(corrector.screener_).set_params(**{key: args.max_gap})
@@ -185,7 +190,8 @@ def _correct_to_zarr(corrector, volume, out: Path, spacing, slab_layers, overwri
     chunks = getattr(volume, "chunks", None)
     if not chunks or len(chunks) != 3:
         chunks = (min(volume.shape[0], 16), min(volume.shape[1], 256), min(volume.shape[2], 256))
-    tmp = _make_temp_sibling(out, directory=True)
+    # Absolute, so that workers started elsewhere (a Dask cluster) write the same store.
+    tmp = _make_temp_sibling(out.resolve(), directory=True)
     try:
         target = zarr.create_array(
             store=str(tmp),
@@ -196,7 +202,7 @@ def _correct_to_zarr(corrector, volume, out: Path, spacing, slab_layers, overwri
             overwrite=True,  # the temporary directory exists already, empty
         )
         corrected, decisions = corrector.correct(volume, out=target, slab_layers=slab_layers)
-        _move_into_place(tmp, out, overwrite)
+        _move_into_place(tmp, out.resolve(), overwrite)
     except BaseException:
         _remove(tmp)
         raise
@@ -240,7 +246,11 @@ class _DaskScheduler:
             self.cluster = LocalCluster(
                 n_workers=n, threads_per_worker=1, dashboard_address=None, processes=True
             )
-            self.client = Client(self.cluster)
+            try:
+                self.client = Client(self.cluster)
+            except BaseException:
+                self.cluster.close()
+                raise
         self.config = parallel_config(backend="dask")
         self.config.__enter__()
         return self.client
@@ -382,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--slab-layers",
         type=int,
         default=None,
-        help="z layers per slab for screening, features and writing (default 64)",
+        help="z layers per slab for indexing, screening, features and writing "
+        "(default: slabs of about 32 million voxels, feature blocks of 64 layers)",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -449,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         and not 0 <= args.__dict__.get("threshold", 0.5) <= 1
     ):
         parser.error(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if getattr(args, "screen", None) == "contact" and getattr(args, "max_gap", None) is not None:
+        parser.error(
+            "--max-gap bounds the axial screening; --screen contact has no gap "
+            "(use --screen both to screen gaps too)"
+        )
     try:
         return args.func(args)
     except (

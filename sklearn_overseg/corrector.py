@@ -18,6 +18,7 @@ second judgement or interpolation: there is no missing layer to recover.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import ClassVar
@@ -360,6 +361,14 @@ class SegmentationCorrector(BaseEstimator):
                     )
                     proba = head(features)
                 else:
+                    if lazy:
+                        warnings.warn(
+                            f"{type(self.classifier_).__name__} is not a Pipeline of feature "
+                            "steps and a model, so it judges whole candidate tables with "
+                            "their masks: the volume is loaded into memory.",
+                            UserWarning,
+                            stacklevel=2,
+                        )
                     table = screener.screen(
                         np.asarray(volume), volume_id=str(volume_id), spacing=spacing
                     )
@@ -406,16 +415,19 @@ class SegmentationCorrector(BaseEstimator):
             to_fill = chosen & (kinds == "axial") & (gaps >= 1)
             if self.interpolation == "none":
                 to_fill[:] = False
-            # Computed now, in parallel, from the input: valid for every pair whose
-            # cells are both unmerged when its turn comes, which is most of them.
-            ahead = prefill(
-                table,
-                np.flatnonzero(to_fill),
-                index,
-                method=self.interpolation,
-                spacing=spacing,
-                slab_layers=slab_layers,
-            )
+            ahead = None
+            if self.only_background:
+                # Computed now, in parallel, from the input: valid for every pair whose
+                # cells are both unmerged when its turn comes (most of them), since
+                # earlier fills only write background and so never change its end masks.
+                ahead = prefill(
+                    table,
+                    np.flatnonzero(to_fill),
+                    index,
+                    method=self.interpolation,
+                    spacing=spacing,
+                    slab_layers=slab_layers,
+                )
             order = np.lexsort((cell_b, z_a_last))
             groups = _Groups()
             for i in order:
@@ -440,8 +452,8 @@ class SegmentationCorrector(BaseEstimator):
                         continue
                 canvas.relabel(bbox_b, root_b, root_a)
                 if to_fill[i]:
-                    if unmerged:
-                        masks = ahead.get(int(i))
+                    if unmerged and ahead is not None:
+                        masks = ahead.get(int(i))  # absent: an end mask was empty
                     else:
                         masks = self._gap_masks(
                             int(z_a_last[i]),
@@ -585,10 +597,19 @@ def _check_out(out, volume) -> None:
             f"out has dtype {np.dtype(out.dtype)} but the volume has {np.dtype(volume.dtype)}: "
             "merges never create ids, so the output keeps the input's dtype."
         )
-    if out is volume:
-        raise ValueError("out must not be the input volume: the input is never modified.")
+    if out is volume or (
+        isinstance(out, np.ndarray)
+        and isinstance(volume, np.ndarray)
+        and np.may_share_memory(out, volume)
+    ):
+        raise ValueError(
+            "out shares memory with the input volume: the input is never modified; "
+            "give a separate array."
+        )
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError("out is read-only.")
+    if getattr(out, "read_only", False):
+        raise ValueError("out was opened read-only (e.g. zarr mode='r'); open it writable.")
 
 
 def _check_slab_layers(value) -> int:

@@ -328,7 +328,8 @@ class HDF5Volume:
     def __init__(self, path: PathLike, key: str) -> None:
         import h5py
 
-        self.path = os.fspath(path)
+        # Absolute: worker processes may run in another directory (or on another node).
+        self.path = os.path.abspath(os.fspath(path))
         self.key = key
         with h5py.File(self.path, "r") as f:
             ds = f[key]
@@ -400,7 +401,9 @@ def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool 
         As :func:`load_volume`; only shape and dtype are checked here (values are
         checked slab by slab when the volume is processed).
     """
-    path = Path(os.fspath(path))
+    # Absolute, so that the lazy array still points at the file from a worker process
+    # running in another directory.
+    path = Path(os.path.abspath(os.fspath(path)))
     if volume_format(path) != "hdf5" or not path.is_file():
         volume, spacing = load_volume(path, key=key, return_spacing=True, mmap=True, validate=False)
         name = f"volume in '{path}'"

@@ -501,3 +501,88 @@ def test_contact_mode_zarr_equals_numpy(tmp_path):
     assert out is target
     assert_same((out, decisions), reference)
     assert_same(corrector.correct(source, slab_layers=3), reference)
+
+
+# ------------------------------------------------------------ review regressions
+
+
+def test_sharded_zarr_out_written_in_parallel(axial_corrector, flawed, reference, tmp_path):
+    """Shards, not chunks, are the unit of a Zarr v3 write: boxes must follow them."""
+    shape = flawed.shape
+    out = zarr.create_array(
+        store=str(tmp_path / "sharded.zarr"),
+        shape=shape,
+        dtype=flawed.dtype,
+        chunks=(2, 32, 32),
+        shards=(min(8, shape[0]), 64, 64),
+    )
+    result = run(axial_corrector, flawed, n_jobs=2, out=out, slab_layers=2)
+    assert_same(result, reference)
+
+
+def test_in_memory_zarr_store_out_with_two_processes(axial_corrector, flawed, reference):
+    """A MemoryStore cannot be reached by workers: it is written from this process."""
+    out = zarr.create_array(
+        store=zarr.storage.MemoryStore(),
+        shape=flawed.shape,
+        dtype=flawed.dtype,
+        chunks=(4, 32, 32),
+    )
+    result = run(axial_corrector, flawed, n_jobs=2, out=out, slab_layers=3)
+    assert_same(result, reference)
+
+
+@pytest.mark.parametrize("only_background", [True, False])
+def test_prefilled_interpolations_change_nothing(
+    axial_corrector, flawed, monkeypatch, only_background
+):
+    """Interpolations computed ahead must equal those computed at each merge's turn."""
+    import sklearn_overseg.blockwise as blockwise
+
+    corrector = axial_corrector
+    before = corrector.only_background
+    corrector.set_params(only_background=only_background)
+    try:
+        with_prefill = run(corrector, flawed)
+        # No masks computed ahead: every merge reads its end masks back from the canvas.
+        monkeypatch.setattr(blockwise, "prefill", lambda *args, **kwargs: None)
+        on_the_spot = run(corrector, flawed)
+    finally:
+        corrector.set_params(only_background=before)
+    assert with_prefill[1]["merged"].sum() > 5
+    assert_same(with_prefill, (np.asarray(on_the_spot[0]), on_the_spot[1]))
+
+
+def test_out_sharing_memory_with_the_input_is_refused(axial_corrector, small_volume):
+    volume = np.array(small_volume, copy=True)
+    with pytest.raises(ValueError, match="shares memory"):
+        axial_corrector.correct(volume, out=volume.view())
+    with pytest.raises(ValueError, match="shares memory"):
+        axial_corrector.correct(volume, out=volume[:, :, :])
+
+
+def test_read_only_zarr_out_is_refused_before_any_work(axial_corrector, small_volume, tmp_path):
+    empty_zarr(tmp_path / "ro.zarr", small_volume)
+    read_only = zarr.open_array(str(tmp_path / "ro.zarr"), mode="r")
+    with pytest.raises(ValueError, match="read-only"):
+        axial_corrector.correct(small_volume, out=read_only)
+
+
+def test_open_volume_paths_survive_a_change_of_directory(tmp_path, monkeypatch):
+    """Workers may run elsewhere: lazy volumes must not hold relative paths."""
+    import pickle
+
+    import h5py
+
+    from sklearn_overseg.io import open_volume
+
+    volume = np.arange(1, 2 * 3 * 4 + 1, dtype=np.uint16).reshape(2, 3, 4)
+    to_zarr(tmp_path / "v.zarr", volume)
+    with h5py.File(tmp_path / "v.h5", "w") as handle:
+        handle.create_dataset("labels", data=volume, chunks=(1, 3, 4))
+    monkeypatch.chdir(tmp_path)
+    opened = [open_volume("v.zarr"), open_volume("v.h5")]
+    blobs = [pickle.dumps(v) for v in opened]
+    monkeypatch.chdir(tmp_path.parent)
+    for blob in blobs:
+        np.testing.assert_array_equal(np.asarray(pickle.loads(blob)[0:2]), volume)

@@ -537,3 +537,38 @@ def test_unreachable_scheduler_is_a_user_error(zarr_input, model, tmp_path, caps
     assert code == 2
     assert_one_line_error(err, "Dask scheduler", "127.0.0.1:9")
     assert not (tmp_path / "d.zarr").exists()
+
+
+@pytest.mark.parametrize("command", ["correct", "screen"])
+def test_max_gap_with_contact_screening_is_refused(command, files, tmp_path, capsys):
+    code, _, err = run(
+        capsys,
+        command,
+        files["in"],
+        "-o",
+        tmp_path / "x.csv",
+        "--screen",
+        "contact",
+        "--max-gap",
+        "2",
+    )
+    assert code == 2
+    assert "--max-gap" in err and "contact" in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_plot_is_refused_out_of_core(zarr_input, model, tmp_path, capsys):
+    code, _, err = run(
+        capsys,
+        "correct",
+        zarr_input["zarr"],
+        "-o",
+        tmp_path / "o.zarr",
+        "--model",
+        model,
+        "--plot",
+        tmp_path / "p.png",
+    )
+    assert code == 2
+    assert_one_line_error(err, "--plot", "--in-memory")
+    assert not (tmp_path / "o.zarr").exists() and not (tmp_path / "p.png").exists()
