@@ -474,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         KeyError,
         OSError,
     ) as exc:
+        if os.environ.get("OVERSEG_DEBUG"):
+            raise  # the full traceback, to tell a bug from a user error
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         # One line, whatever the library put in its message.
         print(f"overseg: error: {' '.join(str(message).split())}", file=sys.stderr)

@@ -572,3 +572,12 @@ def test_plot_is_refused_out_of_core(zarr_input, model, tmp_path, capsys):
     assert code == 2
     assert_one_line_error(err, "--plot", "--in-memory")
     assert not (tmp_path / "o.zarr").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_debug_variable_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "missing.tif"
+    code, _, err = run(capsys, "correct", missing, "-o", tmp_path / "o.tif")
+    assert code == 2 and "missing.tif" in err
+    monkeypatch.setenv("OVERSEG_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match=r"missing\.tif"):
+        main(["correct", str(missing), "-o", str(tmp_path / "o.tif")])
