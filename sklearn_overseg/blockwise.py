@@ -395,9 +395,10 @@ def prefill(
 ) -> dict[int, np.ndarray]:
     """Interpolated gap masks of the given axial rows, from the input volume.
 
-    Exact for a pair whose two cells are still unmerged when it is merged: its end
-    masks are then those of the input. Returns ``{row: masks}``; a row whose end masks
-    are empty is left out.
+    Exact for a pair whose two cells are still unmerged when it is merged, provided
+    earlier fills wrote only background (``only_background=True``): its end masks are
+    then those of the input. Returns ``{row: masks}``; a row whose end masks are empty
+    is left out.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
