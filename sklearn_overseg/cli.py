@@ -35,16 +35,10 @@ def _write_csv_atomic(table, path: Path, overwrite: bool) -> None:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
-    from .io import _make_temp_sibling
+    from .io import atomic_output
 
-    tmp = _make_temp_sibling(path, directory=False)
-    try:
-        with open(tmp, "w", newline="") as handle:
-            table.to_csv(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as handle:
+        table.to_csv(handle)
 
 
 def _check_output(path: str, overwrite: bool) -> Path:
@@ -185,14 +179,13 @@ def _correct_to_zarr(corrector, volume, out: Path, spacing, slab_layers, overwri
     """Correct into a new Zarr store chunk by chunk, moved into place once complete."""
     import zarr
 
-    from .io import _make_temp_sibling, _move_into_place, _remove
+    from .io import atomic_output
 
     chunks = getattr(volume, "chunks", None)
     if not chunks or len(chunks) != 3:
         chunks = (min(volume.shape[0], 16), min(volume.shape[1], 256), min(volume.shape[2], 256))
     # Absolute, so that workers started elsewhere (a Dask cluster) write the same store.
-    tmp = _make_temp_sibling(out.resolve(), directory=True)
-    try:
+    with atomic_output(out.resolve(), directory=True, overwrite=overwrite) as tmp:
         target = zarr.create_array(
             store=str(tmp),
             shape=volume.shape,
@@ -201,12 +194,7 @@ def _correct_to_zarr(corrector, volume, out: Path, spacing, slab_layers, overwri
             attributes={} if spacing is None else {"spacing": list(spacing)},
             overwrite=True,  # the temporary directory exists already, empty
         )
-        corrected, decisions = corrector.correct(volume, out=target, slab_layers=slab_layers)
-        _move_into_place(tmp, out.resolve(), overwrite)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return corrected, decisions
+        return corrector.correct(volume, out=target, slab_layers=slab_layers)
 
 
 class _NoScheduler:

@@ -42,6 +42,7 @@ from ._validation import check_label_volume, check_spacing
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "HDF5Volume",
+    "atomic_output",
     "load_volume",
     "open_volume",
     "save_volume",
@@ -593,14 +594,41 @@ def save_volume(
             stacklevel=2,
         )
 
-    tmp = _make_temp_sibling(path, directory=fmt == "zarr")
-    try:
+    with atomic_output(path, directory=fmt == "zarr", overwrite=overwrite) as tmp:
         _WRITERS[fmt](tmp, volume, spacing, key, compression)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike, *, directory: bool = False, overwrite: bool = False):
+    """A temporary sibling of ``path`` to write into, moved into place on success.
+
+    On any exception (also ``KeyboardInterrupt``) the temporary file or directory is
+    removed and ``path`` stays as it was. A ``path`` created by someone else meanwhile
+    is replaced only with ``overwrite``; a directory only if it is a Zarr store.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final output.
+    directory : bool, default=False
+        Yield an empty directory (a Zarr store) instead of an empty file.
+    overwrite : bool, default=False
+        Replace an existing ``path``.
+
+    Yields
+    ------
+    tmp : pathlib.Path
+        Where to write.
+    """
+    path = Path(os.fspath(path))
+    tmp = _make_temp_sibling(path, directory=directory)
+    try:
+        yield tmp
         _move_into_place(tmp, path, overwrite)
     except BaseException:
         _remove(tmp)
         raise
-    return path
 
 
 def _make_temp_sibling(path: Path, *, directory: bool) -> Path:

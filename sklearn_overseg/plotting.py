@@ -93,17 +93,11 @@ def _save(fig: Figure, target: tuple[Path, str] | None, overwrite: bool) -> None
     # would silently clobber a file created in the meantime.
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
-    from .io import _make_temp_sibling
+    from .io import atomic_output
 
     # A sibling created with the user's umask, unlike tempfile's private 0o600 files.
-    tmp = _make_temp_sibling(path, directory=False)
-    try:
-        with open(tmp, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
+        fig.savefig(handle, format=fmt, dpi=100)
 
 
 def _check_index(value: Any, name: str, size: int, axis: str) -> int | None:
