@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_label_volume", "check_n_jobs", "check_spacing"]
+__all__ = ["check_label_volume", "check_lazy_label_volume", "check_n_jobs", "check_spacing"]
 
 
 def _describe(volume: Any) -> str:
@@ -99,6 +99,43 @@ def check_label_volume(
             )
     if not allow_empty and not volume.any():
         raise ValueError(f"{name} has no labelled voxel: every voxel is 0 (background).")
+    return volume
+
+
+def check_lazy_label_volume(volume: Any, name: str = "volume") -> Any:
+    """Check the shape and dtype of a lazily read label volume, reading no voxel.
+
+    Scanning the values would read every chunk of a Zarr or HDF5 array; negative labels
+    are found later, slab by slab, when the volume is indexed.
+
+    Parameters
+    ----------
+    volume : array-like with ``shape`` and ``dtype``
+    name : str, default="volume"
+        How messages call the volume.
+
+    Returns
+    -------
+    volume
+        The same object.
+
+    Raises
+    ------
+    ValueError
+        If it is not 3D or has no voxel.
+    TypeError
+        If its dtype is not an integer one.
+    """
+    shape = tuple(volume.shape)
+    if len(shape) != 3:
+        raise ValueError(
+            f"{name} must be 3D with axes (Z, Y, X), got ndim={len(shape)} with shape {shape}."
+        )
+    if 0 in shape:
+        raise ValueError(f"{name} is empty: shape {shape} has no voxels.")
+    check_label_volume(
+        np.zeros((1, 1, 1), dtype=volume.dtype), name=name, allow_empty=True, check_negative=False
+    )
     return volume
 
 

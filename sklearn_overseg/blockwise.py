@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from ._validation import check_label_volume
+from ._validation import check_label_volume, check_lazy_label_volume
 from .candidates import PairGeometry
 from .canvas import ArrayCanvas, LazyCanvas
 from .cells import _DIRECT_MAX_ID, CellIndex
@@ -105,15 +105,7 @@ def check_volume_like(volume: Any, name: str = "volume") -> Any:
     """
     if not is_lazy(volume) or not all(hasattr(volume, a) for a in ("shape", "dtype")):
         return check_label_volume(volume, name=name)
-    shape = tuple(volume.shape)
-    if len(shape) != 3:
-        raise ValueError(f"{name} must be 3D with axes (Z, Y, X), got shape {shape}.")
-    if 0 in shape:
-        raise ValueError(f"{name} is empty: shape {shape} has no voxels.")
-    check_label_volume(
-        np.zeros((1, 1, 1), dtype=volume.dtype), name=name, allow_empty=True, check_negative=False
-    )
-    return volume
+    return check_lazy_label_volume(volume, name=name)
 
 
 def _slabs(n_z: int, slab_layers: int) -> list[tuple[int, int]]:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_label_volume, check_spacing
+from ._validation import check_label_volume, check_lazy_label_volume, check_spacing
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -204,7 +204,7 @@ def load_volume(
     if validate:
         name = f"volume loaded from '{path}'" + (f" (key '{key}')" if key is not None else "")
         if fmt == "zarr" and mmap:
-            _check_lazy_volume(volume, name)
+            check_lazy_label_volume(volume, name)
         else:
             volume = check_label_volume(volume, name=name, allow_empty=True)
     if not return_spacing:
@@ -409,7 +409,7 @@ def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool 
         volume, spacing = load_volume(path, key=key, return_spacing=True, mmap=True, validate=False)
         name = f"volume in '{path}'"
         if isinstance(volume, np.memmap) or not isinstance(volume, np.ndarray):
-            _check_lazy_volume(volume, name)  # values are checked slab by slab later
+            check_lazy_label_volume(volume, name)  # values are checked slab by slab later
         else:
             volume = check_label_volume(volume, name=name, allow_empty=True)
         return (volume, spacing) if return_spacing else volume
@@ -426,7 +426,7 @@ def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool 
             raise
         raise ValueError(f"cannot read '{path}' as hdf5: {exc}") from exc
     volume = HDF5Volume(path, key)
-    _check_lazy_volume(volume, f"volume in '{path}' (key '{key}')")
+    check_lazy_label_volume(volume, f"volume in '{path}' (key '{key}')")
     if not return_spacing:
         return volume
     return volume, _clean_spacing(raw_spacing, where)
@@ -493,20 +493,6 @@ def _clean_spacing(raw: Any, where: str) -> Spacing | None:
             f"Ignoring the voxel spacing stored in {where}: {exc}", UserWarning, stacklevel=3
         )
         return None
-
-
-def _check_lazy_volume(volume: Any, name: str) -> None:
-    # Scanning values would read every chunk; shape and dtype are what a lazy caller needs.
-    if volume.ndim != 3:
-        raise ValueError(
-            f"{name} must be 3D with axes (Z, Y, X), got ndim={volume.ndim} "
-            f"with shape {volume.shape}."
-        )
-    if volume.size == 0:
-        raise ValueError(f"{name} is empty: shape {volume.shape} has no voxels.")
-    check_label_volume(
-        np.zeros((1, 1, 1), dtype=volume.dtype), name=name, allow_empty=True, check_negative=False
-    )
 
 
 # --------------------------------------------------------------------------------------
