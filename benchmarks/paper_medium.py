@@ -85,16 +85,7 @@ def run_child(config_path: Path) -> None:
         from sklearn_overseg.cells import CellIndex
 
         index = CellIndex.from_volume(volume)
-        params = {
-            k: getattr(screener, k)
-            for k in (
-                "min_gap",
-                "max_gap",
-                "min_overlap",
-                "min_overlap_fraction",
-                "min_blocking_fraction",
-            )
-        }
+        params = screener.pair_search_params()
         with log.stage("pair search only", note="diagnostic: screen without geometry"):
             screen_axial_pairs(index, **params)
         del index

@@ -38,11 +38,16 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from ._validation import check_label_volume, check_lazy_label_volume
-from .candidates import PairGeometry
 from .canvas import ArrayCanvas, LazyCanvas
 from .cells import _DIRECT_MAX_ID, CellIndex
 from .interpolation import interpolate_masks
-from .screening import AxialGapScreener, build_table, pairs_in_block, sort_pairs
+from .screening import (
+    AxialGapScreener,
+    build_table,
+    cut_axial_geometry,
+    pairs_in_block,
+    sort_pairs,
+)
 
 __all__ = [
     "DEFAULT_SLAB_LAYERS",
@@ -79,15 +84,6 @@ def choose_slab_layers(shape: tuple[int, ...], slab_layers: int | None) -> tuple
         return int(slab_layers), int(slab_layers)
     plane = max(1, int(shape[1]) * int(shape[2]))
     return max(1, min(DEFAULT_SLAB_LAYERS, SLAB_VOXELS // plane)), DEFAULT_SLAB_LAYERS
-
-
-_SCREEN_PARAMS = (
-    "min_gap",
-    "max_gap",
-    "min_overlap",
-    "min_overlap_fraction",
-    "min_blocking_fraction",
-)
 
 
 def is_lazy(volume: Any) -> bool:
@@ -221,7 +217,7 @@ def screen_blockwise(
     set to ``None`` (cut later by :func:`featurize_blockwise`).
     """
     screener._check_params()
-    params = {name: getattr(screener, name) for name in _SCREEN_PARAMS}
+    params = screener.pair_search_params()
     volume = index.volume
     n_z = volume.shape[0]
     light = dataclasses.replace(index, volume=None)
@@ -322,25 +318,18 @@ def featurize_blockwise(
 def _featurize_block(featurizer, box, corner, rows: pd.DataFrame, frames, spacing):
     block = _load(box)
     oz, _, oy, _, ox, _ = corner
-    geometries = []
-    for (a, b, gap, za0, za1, zb0, zb1), (y0, y1, x0, x1) in zip(
-        rows[["cell_a", "cell_b", "gap", "z_a_first", "z_a_last", "z_b_first", "z_b_last"]]
-        .to_numpy()
-        .tolist(),
-        frames.tolist(),
-        strict=True,
-    ):
-        ys, xs = slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox)
-        geometries.append(
-            PairGeometry(
-                a=block[za0 - oz : za1 + 1 - oz, ys, xs] == a,
-                b=block[zb0 - oz : zb1 + 1 - oz, ys, xs] == b,
-                gap=int(gap),
-                spacing=(spacing[1], spacing[2]),
-                layer_step=spacing[0],
-                origin=(y0, x0),
-            )
+    geometries = [
+        cut_axial_geometry(
+            block, (oz, oy, ox), a, b, gap, (za0, za1), (zb0, zb1), tuple(frame), spacing
         )
+        for (a, b, gap, za0, za1, zb0, zb1), frame in zip(
+            rows[["cell_a", "cell_b", "gap", "z_a_first", "z_a_last", "z_b_first", "z_b_last"]]
+            .to_numpy()
+            .tolist(),
+            frames.tolist(),
+            strict=True,
+        )
+    ]
     rows = rows.copy()
     rows["geometry"] = pd.Series(geometries, index=rows.index, dtype=object)
     return featurizer.transform(rows)

@@ -32,7 +32,7 @@ from .candidates import (
 )
 from .cells import CellIndex
 
-__all__ = ["AxialGapScreener", "BaseScreener", "screen_axial_pairs"]
+__all__ = ["AxialGapScreener", "BaseScreener", "cut_axial_geometry", "screen_axial_pairs"]
 
 
 def _pair_counts(keys_a: np.ndarray, keys_b: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -245,6 +245,47 @@ def _blocked_by_complete_cell(
     return blocked
 
 
+def cut_axial_geometry(
+    volume,
+    corner: tuple[int, int, int],
+    label_a: int,
+    label_b: int,
+    gap: int,
+    layers_a: tuple[int, int],
+    layers_b: tuple[int, int],
+    frame: tuple[int, int, int, int],
+    spacing: tuple[float, float, float],
+) -> PairGeometry:
+    """The :class:`PairGeometry` of an axial pair, cut from a volume or a block of one.
+
+    Parameters
+    ----------
+    volume : array-like of shape (Z, Y, X)
+        The volume, or a block of it whose first voxel is ``corner`` in the volume.
+    corner : tuple of int
+        ``(z, y, x)`` of ``volume[0, 0, 0]`` in the whole volume.
+    label_a, label_b : int
+    gap : int
+    layers_a, layers_b : tuple of int
+        First and last layer (inclusive) of A and of B, in whole-volume coordinates.
+    frame : tuple of int
+        ``(y0, y1, x0, x1)`` of the pair's common in-plane frame, whole-volume coordinates.
+    spacing : tuple of float
+        Voxel size (z, y, x).
+    """
+    oz, oy, ox = corner
+    y0, y1, x0, x1 = frame
+    ys, xs = slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox)
+    return PairGeometry(
+        a=np.asarray(volume[layers_a[0] - oz : layers_a[1] + 1 - oz, ys, xs]) == label_a,
+        b=np.asarray(volume[layers_b[0] - oz : layers_b[1] + 1 - oz, ys, xs]) == label_b,
+        gap=int(gap),
+        spacing=(spacing[1], spacing[2]),
+        layer_step=spacing[0],
+        origin=(y0, x0),
+    )
+
+
 def _axial_geometry(
     index: CellIndex,
     label_a: int,
@@ -252,14 +293,18 @@ def _axial_geometry(
     gap: int,
     spacing: tuple[float, float, float],
 ) -> PairGeometry:
-    frame = index.union_frame(label_a, label_b)
-    return PairGeometry(
-        a=index.stack(label_a, frame),
-        b=index.stack(label_b, frame),
-        gap=int(gap),
-        spacing=(spacing[1], spacing[2]),
-        layer_step=spacing[0],
-        origin=(frame[0], frame[2]),
+    box_a = index.bboxes[index.position(label_a)]
+    box_b = index.bboxes[index.position(label_b)]
+    return cut_axial_geometry(
+        index.volume,
+        (0, 0, 0),
+        label_a,
+        label_b,
+        gap,
+        (int(box_a[0]), int(box_a[1]) - 1),
+        (int(box_b[0]), int(box_b[1]) - 1),
+        index.union_frame(label_a, label_b),
+        spacing,
     )
 
 
@@ -389,6 +434,24 @@ class AxialGapScreener(BaseScreener):
         if self.min_gap > self.max_gap:
             raise ValueError(f"min_gap ({self.min_gap}) must not exceed max_gap ({self.max_gap}).")
 
+    def pair_search_params(self) -> dict:
+        """This screener's keyword arguments of :func:`screen_axial_pairs`.
+
+        Returns
+        -------
+        params : dict
+            ``min_gap``, ``max_gap``, ``min_overlap``, ``min_overlap_fraction`` and
+            ``min_blocking_fraction``.
+        """
+        names = (
+            "min_gap",
+            "max_gap",
+            "min_overlap",
+            "min_overlap_fraction",
+            "min_blocking_fraction",
+        )
+        return {name: getattr(self, name) for name in names}
+
     def screen(
         self,
         volume,
@@ -418,14 +481,7 @@ class AxialGapScreener(BaseScreener):
             ``"volume:a-b:axial"``.
         """
         index, spacing = self._prepare(volume, spacing, index)
-        pairs = screen_axial_pairs(
-            index,
-            min_gap=self.min_gap,
-            max_gap=self.max_gap,
-            min_overlap=self.min_overlap,
-            min_overlap_fraction=self.min_overlap_fraction,
-            min_blocking_fraction=self.min_blocking_fraction,
-        )
+        pairs = screen_axial_pairs(index, **self.pair_search_params())
         return build_table(
             index,
             pairs,
