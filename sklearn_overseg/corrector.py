@@ -18,6 +18,7 @@ second judgement or interpolation: there is no missing layer to recover.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
@@ -32,7 +33,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_label_volume, check_n_jobs, check_spacing
 from .candidates import PairGeometry
-from .canvas import ArrayCanvas
 from .metrics import mean_average_precision
 from .screening import AxialGapScreener
 from .synthesis import label_candidates, majority_labels, make_training_table
@@ -361,7 +361,7 @@ class SegmentationCorrector(BaseEstimator):
                     )
                     proba = head(features)
                 else:
-                    if lazy:
+                    if is_lazy(volume):
                         warnings.warn(
                             f"{type(self.classifier_).__name__} is not a Pipeline of feature "
                             "steps and a model, so it judges whole candidate tables with "
@@ -369,18 +369,12 @@ class SegmentationCorrector(BaseEstimator):
                             UserWarning,
                             stacklevel=2,
                         )
-                    table = screener.screen(
-                        np.asarray(volume), volume_id=str(volume_id), spacing=spacing
-                    )
+                    table = self._screen_in_memory(index, volume_id, spacing)
                     proba = self.predict_proba_table(table)
             else:
                 # Re-slicing tilted contacts needs the pair's whole neighbourhood: contact
                 # screening runs on the volume in memory.
-                dense = np.asarray(volume)
-                dense_index = index_volume(dense) if is_lazy(volume) else index
-                table = screener.screen(
-                    dense, volume_id=str(volume_id), spacing=spacing, index=dense_index
-                )
+                table = self._screen_in_memory(index, volume_id, spacing)
                 proba = self.predict_proba_table(table)
             canvas, out = make_canvas(volume, out, lazy)
             decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
@@ -390,12 +384,17 @@ class SegmentationCorrector(BaseEstimator):
                 canvas.write(out, slab_layers=slab)
         return out, decisions
 
+    def _screen_in_memory(self, index, volume_id, spacing) -> pd.DataFrame:
+        """The screener's full table (with masks), the indexed volume loaded if lazy."""
+        dense = np.asarray(index.volume)
+        # The index describes the same voxels: only where they are read from changes.
+        index = index if dense is index.volume else dataclasses.replace(index, volume=dense)
+        return self.screener_.screen(dense, volume_id=str(volume_id), spacing=spacing, index=index)
+
     def _decide_and_merge(self, table, proba, index, canvas, spacing, slab_layers=64):
         """Judge, make one-to-one, and merge top to bottom on ``canvas``."""
         from .blockwise import gap_masks, prefill
 
-        if isinstance(canvas, np.ndarray):
-            canvas = ArrayCanvas(canvas)
         n = len(table)
         rejudged = np.full(n, np.nan)
         merged = np.zeros(n, dtype=bool)
@@ -466,8 +465,7 @@ class SegmentationCorrector(BaseEstimator):
                             gap_masks,
                         )
                     if masks is not None:
-                        y0 = int(min(bbox_a[2], bbox_b[2]))
-                        x0 = int(min(bbox_a[4], bbox_b[4]))
+                        y0, _, x0, _ = _union_frame(bbox_a, bbox_b)
                         filled[i] = canvas.paint(
                             int(z_a_last[i]) + 1, y0, x0, masks, root_a, self.only_background
                         )
@@ -486,12 +484,9 @@ class SegmentationCorrector(BaseEstimator):
 
     def _gap_masks(self, za, zb, root_a, bbox_a, bbox_b, canvas, spacing, gap_masks):
         """Interpolated gap of a pair whose group changed: end masks read from ``canvas``."""
-        fy0 = int(min(bbox_a[2], bbox_b[2]))
-        fy1 = int(max(bbox_a[3], bbox_b[3]))
-        fx0 = int(min(bbox_a[4], bbox_b[4]))
-        fx1 = int(max(bbox_a[5], bbox_b[5]))
-        mask_a = canvas.read(za, za + 1, fy0, fy1, fx0, fx1)[0] == root_a
-        mask_b = canvas.read(zb, zb + 1, fy0, fy1, fx0, fx1)[0] == root_a
+        frame = _union_frame(bbox_a, bbox_b)
+        mask_a = canvas.read(za, za + 1, *frame)[0] == root_a
+        mask_b = canvas.read(zb, zb + 1, *frame)[0] == root_a
         return gap_masks(mask_a, mask_b, zb - za - 1, self.interpolation, spacing)
 
     def _thresholds(self, kinds: np.ndarray) -> np.ndarray:
@@ -528,10 +523,7 @@ class SegmentationCorrector(BaseEstimator):
         return chosen
 
     def _group_geometry(self, row, root_a, root_b, bbox_a, bbox_b, canvas, spacing):
-        y0 = int(min(bbox_a[2], bbox_b[2]))
-        y1 = int(max(bbox_a[3], bbox_b[3]))
-        x0 = int(min(bbox_a[4], bbox_b[4]))
-        x1 = int(max(bbox_a[5], bbox_b[5]))
+        y0, y1, x0, x1 = _union_frame(bbox_a, bbox_b)
         za0, za1 = int(bbox_a[0]), int(row.z_a_last) + 1
         zb0, zb1 = int(row.z_b_first), int(bbox_b[1])
         return PairGeometry(
@@ -581,6 +573,16 @@ class SegmentationCorrector(BaseEstimator):
             for corrected, gt in zip(self.transform(volumes), truths, strict=True)
         ]
         return float(np.mean(scores))
+
+
+def _union_frame(bbox_a, bbox_b) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` holding two ``(z0, z1, y0, y1, x0, x1)`` boxes in-plane."""
+    return (
+        int(min(bbox_a[2], bbox_b[2])),
+        int(max(bbox_a[3], bbox_b[3])),
+        int(min(bbox_a[4], bbox_b[4])),
+        int(max(bbox_a[5], bbox_b[5])),
+    )
 
 
 def _check_out(out, volume) -> None:
