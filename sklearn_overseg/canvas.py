@@ -32,11 +32,23 @@ DEFAULT_CACHE_BYTES = 512 * 2**20
 _PAINT_GRID = 64
 
 
-def paint_masks(block: np.ndarray, masks: np.ndarray, label: int, only_background: bool) -> int:
-    """Write ``label`` where ``masks`` is set and the voxel may change; return the count."""
+def paint_masks(
+    block: np.ndarray,
+    masks: np.ndarray,
+    label: int,
+    only_background: bool,
+    protect: np.ndarray | None = None,
+) -> int:
+    """Write ``label`` where ``masks`` is set and the voxel may change; return the count.
+
+    A voxel may change when it is not ``label`` already, is background if
+    ``only_background``, and holds none of the ids in ``protect``.
+    """
     writable = masks & (block != label)
     if only_background:
         writable &= block == 0
+    if protect is not None and protect.size:
+        writable &= ~np.isin(block, protect)
     block[writable] = label
     return int(writable.sum())
 

@@ -62,6 +62,7 @@ from scipy.spatial.distance import cdist
 from sklearn.utils import check_random_state
 
 from ._validation import check_spacing
+from .canvas import paint_masks
 
 __all__ = ["INTERPOLATION_METHODS", "fill_gap", "interpolate_masks"]
 
@@ -495,10 +496,4 @@ def fill_gap(
     if not masks.any():
         return 0
     block = volume_out[z_a_last + 1 : z_b_first, y0 : y0 + h, x0 : x0 + w]
-    writable = masks & (block != label)
-    if only_background:
-        writable &= block == 0
-    if protected.size:
-        writable &= ~np.isin(block, protected)
-    block[writable] = label
-    return int(writable.sum())
+    return paint_masks(block, masks, label, only_background, protected)
