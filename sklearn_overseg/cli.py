@@ -8,6 +8,7 @@ leaves no partial file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -197,63 +198,41 @@ def _correct_to_zarr(corrector, volume, out: Path, spacing, slab_layers, overwri
         return corrector.correct(volume, out=target, slab_layers=slab_layers)
 
 
-class _NoScheduler:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-class _DaskScheduler:
+@contextlib.contextmanager
+def _dask_backend(address: str | None, n_workers: int | None):
     """joblib's dask backend on a cluster (``--scheduler``) or a local one (``--dask``)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UserError(
+            "--scheduler/--dask need dask.distributed: pip install 'sklearn-overseg[dask]'."
+        ) from None
+    from joblib import parallel_config
 
-    def __init__(self, address: str | None, n_workers: int | None) -> None:
-        self.address = address
-        self.n_workers = n_workers
-
-    def __enter__(self):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise UserError(
-                "--scheduler/--dask need dask.distributed: pip install 'sklearn-overseg[dask]'."
-            ) from None
-        from joblib import parallel_config
-
-        if self.address:
+    with contextlib.ExitStack() as stack:
+        if address:
             try:
-                self.client = Client(self.address, timeout="10s")
+                client = Client(address, timeout="10s")
             except (OSError, TimeoutError) as exc:
-                raise UserError(
-                    f"cannot reach the Dask scheduler at {self.address}: {exc}"
-                ) from None
-            self.cluster = None
+                raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         else:
-            n = self.n_workers if self.n_workers and self.n_workers > 0 else os.cpu_count() or 1
-            self.cluster = LocalCluster(
-                n_workers=n, threads_per_worker=1, dashboard_address=None, processes=True
+            n = n_workers if n_workers and n_workers > 0 else os.cpu_count() or 1
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=n, threads_per_worker=1, dashboard_address=None, processes=True
+                )
             )
-            try:
-                self.client = Client(self.cluster)
-            except BaseException:
-                self.cluster.close()
-                raise
-        self.config = parallel_config(backend="dask")
-        self.config.__enter__()
-        return self.client
-
-    def __exit__(self, *exc) -> None:
-        self.config.__exit__(*exc)
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+            client = Client(cluster)
+        # Entered after the cluster, so closed before it.
+        stack.enter_context(client)
+        stack.enter_context(parallel_config(backend="dask"))
+        yield client
 
 
 def _scheduler(args):
     if args.scheduler or args.dask:
-        return _DaskScheduler(args.scheduler, args.n_jobs)
-    return _NoScheduler()
+        return _dask_backend(args.scheduler, args.n_jobs)
+    return contextlib.nullcontext()
 
 
 def cmd_screen(args) -> int:
