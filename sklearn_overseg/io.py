@@ -586,21 +586,31 @@ def save_volume(
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike, *, directory: bool = False, overwrite: bool = False):
+def atomic_output(
+    path: PathLike,
+    *,
+    directory: bool = False,
+    overwrite: bool = False,
+    replaceable: tuple[Callable[[Path], bool], str] | None = None,
+):
     """A temporary sibling of ``path`` to write into, moved into place on success.
 
     On any exception (also ``KeyboardInterrupt``) the temporary file or directory is
-    removed and ``path`` stays as it was. A ``path`` created by someone else meanwhile
-    is replaced only with ``overwrite``; a directory only if it is a Zarr store.
+    removed and ``path`` stays as it was. An existing ``path`` (also one created by
+    someone else meanwhile) is replaced only with ``overwrite``, and an existing
+    directory only if ``replaceable`` accepts it.
 
     Parameters
     ----------
     path : str or os.PathLike
         The final output.
     directory : bool, default=False
-        Yield an empty directory (a Zarr store) instead of an empty file.
+        Yield an empty directory (a Zarr store, a saved model) instead of an empty file.
     overwrite : bool, default=False
         Replace an existing ``path``.
+    replaceable : (callable, str), optional
+        A test that an existing directory is one of ours, and what it should be (for
+        the error message); by default a Zarr store.
 
     Yields
     ------
@@ -611,7 +621,7 @@ def atomic_output(path: PathLike, *, directory: bool = False, overwrite: bool = 
     tmp = _make_temp_sibling(path, directory=directory)
     try:
         yield tmp
-        _move_into_place(tmp, path, overwrite)
+        _move_into_place(tmp, path, overwrite, replaceable or (_is_zarr_store, "a Zarr store"))
     except BaseException:
         _remove(tmp)
         raise
@@ -633,7 +643,9 @@ def _make_temp_sibling(path: Path, *, directory: bool) -> Path:
         return tmp
 
 
-def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+def _move_into_place(
+    tmp: Path, path: Path, overwrite: bool, replaceable: tuple[Callable[[Path], bool], str]
+) -> None:
     exists = path.exists() or path.is_symlink()
     if exists and not overwrite:  # created by someone else while we were writing
         raise FileExistsError(
@@ -642,10 +654,11 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
     if not exists or (tmp.is_file() and not path.is_dir()):
         os.replace(tmp, path)  # atomic for files
         return
-    if path.is_dir() and not _is_zarr_store(path):
+    ours, what = replaceable
+    if path.is_dir() and not ours(path):
         # overwrite=True replaces an output, never an unrelated folder of the user's.
         raise FileExistsError(
-            f"'{path}' is a directory that is not a Zarr store; refusing to replace it."
+            f"'{path}' is a directory that is not {what}; refusing to replace it."
         )
     # A directory cannot be atomically replaced: set the old one aside, move the new one
     # in, then delete the old one, restoring it if the move fails.

@@ -59,9 +59,7 @@ import importlib
 import json
 import math
 import os
-import shutil
 import types
-import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -473,11 +471,11 @@ def save_estimator(
     if not parent.is_dir():
         raise FileNotFoundError(f"The parent directory of {path} does not exist: {parent}")
 
-    # same parent as the target so os.replace is a rename within one filesystem; a plain
-    # mkdir (not mkdtemp) gives the directory the usual umask-derived permissions
-    tmp = parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
+    from .io import atomic_output
+
+    with atomic_output(
+        path, directory=True, overwrite=overwrite, replaceable=(_is_model_dir, "a saved model")
+    ) as tmp:
         with open(tmp / ARRAYS_NAME, "wb") as fh:
             np.savez(fh, allow_pickle=False, **encoder.arrays)
             fh.flush()
@@ -487,21 +485,7 @@ def save_estimator(
             fh.write(config_text)
             fh.flush()
             os.fsync(fh.fileno())
-        if exists:
-            old = parent / f".{path.name}.old-{uuid.uuid4().hex}"
-            os.replace(path, old)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _fsync_dir(parent)
     return path
 
 
