@@ -22,7 +22,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -189,9 +188,11 @@ def main() -> None:
     report = "\n".join(text)
     print(report)
     if args.write:
-        tmp = args.write.with_name(f".{args.write.name}.tmp")
-        tmp.write_text(report + "\n")
-        os.replace(tmp, args.write)
+        from sklearn_overseg.io import atomic_output
+
+        # The report is regenerated on purpose: an existing page is replaced.
+        with atomic_output(args.write, overwrite=True) as tmp:
+            tmp.write_text(report + "\n")
 
 
 if __name__ == "__main__":

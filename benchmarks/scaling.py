@@ -196,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.write.exists() and not args.overwrite:
             parser.error(f"{args.write} appeared meanwhile; pass --overwrite to replace it.")
+        from sklearn_overseg.io import atomic_output
+
         # Written beside the target and renamed: a crash never leaves half a page.
-        partial = args.write.with_name(f".{args.write.name}.partial")
-        partial.write_text(text)
-        os.replace(partial, args.write)
+        with atomic_output(args.write, overwrite=args.overwrite) as tmp:
+            tmp.write_text(text)
         print(f"wrote {args.write}")
     return 0
 
