@@ -264,6 +264,18 @@ def _blocks(z_key: np.ndarray, frames: np.ndarray, slab_layers: int, tile: int) 
     return np.split(order, np.flatnonzero(np.diff(group[order])) + 1)
 
 
+def _block_box(z_start: np.ndarray, z_stop: np.ndarray, frames: np.ndarray) -> tuple[int, ...]:
+    """``(z0, z1, y0, y1, x0, x1)`` holding every pair of a block."""
+    return (
+        int(z_start.min()),
+        int(z_stop.max()),
+        int(frames[:, 0].min()),
+        int(frames[:, 1].max()),
+        int(frames[:, 2].min()),
+        int(frames[:, 3].max()),
+    )
+
+
 def featurize_blockwise(
     featurizer,
     table: pd.DataFrame,
@@ -301,8 +313,7 @@ def featurize_blockwise(
     tasks = []
     for rows in blocks:
         f = frames[rows]
-        box = (int(z0[rows].min()), int(z1[rows].max()), int(f[:, 0].min()), int(f[:, 1].max()))
-        box += (int(f[:, 2].min()), int(f[:, 3].max()))
+        box = _block_box(z0[rows], z1[rows], f)
         tasks.append(
             delayed(_featurize_block)(
                 featurizer, _box(volume, *box), box, skeleton.iloc[rows], f, spacing
@@ -392,8 +403,7 @@ def prefill(
     tasks, order = [], []
     for block_rows in _blocks(za, frames, slab_layers, tile):
         f = frames[block_rows]
-        box = (int(za[block_rows].min()), int(zb[block_rows].max()) + 1)
-        box += (int(f[:, 0].min()), int(f[:, 1].max()), int(f[:, 2].min()), int(f[:, 3].max()))
+        box = _block_box(za[block_rows], zb[block_rows] + 1, f)
         items = [
             (int(za[r]), int(zb[r]), *(int(v) for v in labels[r]), *(int(v) for v in f[i]))
             for i, r in enumerate(block_rows)

@@ -176,12 +176,10 @@ class LazyCanvas:
         moved = [(int(i), self.root_of[int(i)]) for i in ids if int(i) in self.root_of]
         if not moved:
             return box
-        moved.sort()
+        # Sorted already: np.unique sorts the ids.
         old = np.array([m[0] for m in moved], dtype=box.dtype)
         new = np.array([m[1] for m in moved], dtype=box.dtype)
-        where = np.isin(box, old)
-        box[where] = new[np.searchsorted(old, box[where])]
-        return box
+        return relabel_block(box, old, new)
 
     def _overlapping(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> list[int]:
         found: set[int] = set()
