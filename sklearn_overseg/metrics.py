@@ -43,6 +43,7 @@ __all__ = [
     "jaccard_index",
     "mean_average_precision",
     "pair_scores",
+    "repair_scores",
     "segmentation_scores",
 ]
 
@@ -467,3 +468,115 @@ def pair_scores(
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def _majority_owner(labels: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each non-zero id of ``labels`` and the id of ``reference`` under most of its voxels."""
+    inside = labels != 0
+    ids, inverse = np.unique(labels[inside], return_inverse=True)
+    ref_ids, ref_inverse = np.unique(reference[inside], return_inverse=True)
+    keys, counts = np.unique(inverse.astype(np.int64) * len(ref_ids) + ref_inverse,
+                             return_counts=True)
+    label_pos, ref_pos = keys // len(ref_ids), keys % len(ref_ids)
+    # Per label, the most voxels first, then the smallest reference id.
+    order = np.lexsort((ref_ids[ref_pos], -counts, label_pos))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = label_pos[order][1:] != label_pos[order][:-1]
+    owner = np.zeros(len(ids), dtype=np.int64)
+    owner[label_pos[order][first]] = ref_ids[ref_pos[order][first]].astype(np.int64)
+    return ids, owner
+
+
+def repair_scores(
+    flawed: Any,
+    corrected: Any,
+    ground_truth: Any,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> dict[str, float | int]:
+    """How many wrong splits a merge-only corrector repaired, and at what cost.
+
+    Scores a correction without a list of synthetic merges, from the ground truth alone,
+    as needed for stitched volumes (:func:`~sklearn_overseg.synthesize_stitched`). The
+    **owner** of an input label is the ground-truth cell holding most of its voxels
+    (background when most of it lies outside every cell).
+
+    * ``split_links``: per true cell, the number of input labels it owns minus one, summed.
+    * ``repaired``: per true cell, its labels owned minus the distinct corrected ids
+      among them, summed; at most ``split_links``.
+    * ``false_joins``: per corrected id, the distinct owners of the input labels it holds
+      minus one, summed. A join already in the input (one label over two cells) is not
+      counted: it is one input label with one owner.
+    * ``mAP_input``, ``mAP_corrected``: mAP of the input and the corrected volume.
+    * ``mAP_ceiling``: mAP after relabelling every input label to its owner (labels owned
+      by background stay as they are), the best any merge-only corrector can reach.
+
+    Parameters
+    ----------
+    flawed : array-like of int, shape (Z, Y, X)
+        The input of the correction.
+    corrected : array-like of int, shape (Z, Y, X)
+        Its output: input labels relabelled (merged) and background filled, no other
+        change. Each input label is assigned the corrected id under most of its voxels.
+    ground_truth : array-like of int, shape (Z, Y, X)
+    thresholds : sequence of float, default=(0.25, 0.5, 0.75)
+        IoU thresholds of the mAP.
+
+    Returns
+    -------
+    scores : dict
+        The counts above, ``repaired_fraction`` and ``false_join_fraction`` (both over
+        ``split_links``; 0 when there is none), and the three mAPs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_overseg.metrics import repair_scores
+    >>> gt = np.zeros((4, 4, 4), dtype=np.uint8); gt[:, :2] = 1; gt[:, 2:] = 2
+    >>> flawed = gt.copy(); flawed[2:, :2] = 3            # cell 1 split in two
+    >>> corrected = flawed.copy(); corrected[flawed == 3] = 1
+    >>> s = repair_scores(flawed, corrected, gt)
+    >>> s["split_links"], s["repaired"], s["false_joins"]
+    (1, 1, 0)
+    """
+    flawed = check_label_volume(flawed, name="flawed", allow_empty=True)
+    corrected = check_label_volume(corrected, name="corrected", allow_empty=True)
+    ground_truth = check_label_volume(ground_truth, name="ground_truth", allow_empty=True)
+    if not flawed.shape == corrected.shape == ground_truth.shape:
+        raise ValueError(
+            f"flawed {flawed.shape}, corrected {corrected.shape} and ground_truth "
+            f"{ground_truth.shape} must have the same shape."
+        )
+    ids, owner = _majority_owner(flawed, ground_truth)
+    _, after = _majority_owner(flawed, corrected)
+    owned = owner != 0
+    split_links = repaired = false_joins = 0
+    if ids.size:
+        per_cell = np.unique(owner[owned], return_counts=True)[1]
+        split_links = int((per_cell - 1).sum())
+        cell_after = np.unique(np.stack([owner[owned], after[owned]]), axis=1)
+        distinct_after = np.unique(cell_after[0], return_counts=True)[1]
+        repaired = int((per_cell - distinct_after).sum())
+        joined = np.unique(np.stack([after, owner]), axis=1)
+        joined = joined[:, joined[0] != 0]
+        false_joins = int((np.unique(joined[0], return_counts=True)[1] - 1).sum())
+    ceiling = np.zeros(flawed.shape, dtype=np.int64)
+    if ids.size:
+        # Labels owned by background keep an id of their own, above every true id.
+        top = int(max(int(ground_truth.max()), 0))
+        target = np.where(owned, owner, top + 1 + np.arange(len(ids)))
+        inside = flawed != 0
+        ceiling[inside] = target[np.searchsorted(ids, flawed[inside])]
+    maps = {
+        name: mean_average_precision(volume, ground_truth, thresholds)
+        for name, volume in (("input", flawed), ("corrected", corrected), ("ceiling", ceiling))
+    }
+    return {
+        "split_links": split_links,
+        "repaired": repaired,
+        "false_joins": false_joins,
+        "repaired_fraction": repaired / split_links if split_links else 0.0,
+        "false_join_fraction": false_joins / split_links if split_links else 0.0,
+        "mAP_input": maps["input"],
+        "mAP_corrected": maps["corrected"],
+        "mAP_ceiling": maps["ceiling"],
+    }

@@ -1,0 +1,377 @@
+"""Pieces of one cell that share a layer: screening and features of ``kind="lateral"`` pairs.
+
+Per-slice 2D segmentation sometimes cuts a cell's cross-section in two. IoU stitching
+then continues the cell through one piece only; the other becomes a new label that lies
+*beside* the first in that layer, not above or below it, so the axial screener never
+pairs them. :class:`LateralScreener` lists pairs of labels that touch in-plane (share a
+pixel edge within a layer) while their z-ranges overlap in at most ``max_shared_layers``
+layers. Distinct neighbouring cells in tissue share many layers, so this keeps the
+candidates few; the pieces of a cut cross-section share one (the cut layer).
+
+Each row's geometry holds both labels' masks on the same window of layers (the shared
+layers and ``context_layers`` on each side), in one frame: ``a`` and ``b`` are aligned
+layer by layer, ``gap`` is 0 and ``extra["shared"]`` gives the shared layers' positions
+in the window. :class:`LateralFeatures` asks of each shared layer whether the union of
+the two pieces continues the cross-sections above and below better than either piece
+alone does (IoU gains), how the areas compare, and how convex the union is: a cell's
+cross-section is nearly convex, the union of two neighbouring cells is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from numbers import Integral
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .candidates import PairGeometry
+from .cells import CellIndex
+from .screening import BaseScreener, build_table
+
+__all__ = ["LateralFeatures", "LateralScreener", "lateral_pairs"]
+
+_KEY = np.int64(1) << 31
+
+
+def lateral_pairs(index: CellIndex, *, max_shared_layers: int = 1) -> pd.DataFrame:
+    """Pairs of cells that touch in-plane and share at most ``max_shared_layers`` layers.
+
+    Parameters
+    ----------
+    index : CellIndex
+    max_shared_layers : int, default=1
+        Largest overlap of the two z-ranges (in layers).
+
+    Returns
+    -------
+    pairs : DataFrame
+        Columns ``pos_a, pos_b, gap, overlap_px, contact_px`` (positions in the index;
+        A is the cell that starts higher, ties broken by the taller, then the smaller
+        id), ``overlap_px`` and ``contact_px`` both the in-plane contact in pixel edges.
+    """
+    volume = index.volume
+    columns = ("pos_a", "pos_b", "gap", "overlap_px", "contact_px")
+    keys = []
+    for first, second in ((volume[:, :-1], volume[:, 1:]), (volume[:, :, :-1], volume[:, :, 1:])):
+        touch = (first != second) & (first != 0) & (second != 0)
+        if touch.any():
+            pa = index.positions(first[touch]).astype(np.int64)
+            pb = index.positions(second[touch]).astype(np.int64)
+            keys.append(np.minimum(pa, pb) * _KEY + np.maximum(pa, pb))
+    if not keys:
+        return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
+    uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
+    p, q = uniq // _KEY, uniq % _KEY
+    z_first, z_last = index.z_first.astype(np.int64), index.z_last.astype(np.int64)
+    shared = np.minimum(z_last[p], z_last[q]) - np.maximum(z_first[p], z_first[q]) + 1
+    keep = shared <= max_shared_layers
+    p, q, counts = p[keep], q[keep], counts[keep]
+    height = z_last - z_first
+    # A starts higher; then the taller one; then the smaller id (p < q already).
+    swap = (z_first[q] < z_first[p]) | ((z_first[q] == z_first[p]) & (height[q] > height[p]))
+    pos_a, pos_b = np.where(swap, q, p), np.where(swap, p, q)
+    pairs = pd.DataFrame(
+        {
+            "pos_a": pos_a,
+            "pos_b": pos_b,
+            "gap": np.zeros(len(pos_a), dtype=np.int64),
+            "overlap_px": counts.astype(np.int64),
+            "contact_px": counts.astype(np.int64),
+        }
+    )
+    return pairs.sort_values(["pos_a", "pos_b"], kind="stable").reset_index(drop=True)
+
+
+def _lateral_geometry(context_layers: int):
+    def geometry(index: CellIndex, label_a, label_b, gap, spacing) -> PairGeometry:
+        box_a = index.bboxes[index.position(label_a)]
+        box_b = index.bboxes[index.position(label_b)]
+        s0, s1 = max(box_a[0], box_b[0]), min(box_a[1], box_b[1])  # shared [s0, s1)
+        n_z = index.volume.shape[0]
+        w0, w1 = max(0, int(s0) - context_layers), min(n_z, int(s1) + context_layers)
+        y0, y1, x0, x1 = index.union_frame(label_a, label_b)
+        crop = np.asarray(index.volume[w0:w1, y0:y1, x0:x1])
+        return PairGeometry(
+            a=crop == label_a,
+            b=crop == label_b,
+            gap=0,
+            spacing=(spacing[1], spacing[2]),
+            layer_step=spacing[0],
+            origin=(y0, x0),
+            extra={"shared": (int(s0) - w0, int(s1) - w0)},
+        )
+
+    return geometry
+
+
+class LateralScreener(BaseScreener):
+    """List pieces of one cell that share a layer: in-plane neighbours with short z-overlap.
+
+    Parameters
+    ----------
+    max_shared_layers : int, default=1
+        Largest overlap of the two labels' z-ranges, in layers. The pieces of a
+        cross-section cut by a 2D segmenter share one layer; distinct neighbouring
+        cells usually share many.
+    context_layers : int, default=2
+        Layers kept above and below the shared ones in each row's geometry.
+    spacing : tuple of float, optional
+        Voxel size (z, y, x) stored in the geometry.
+    n_jobs : int, optional
+        Threads used to cut out the pair geometries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_overseg import LateralScreener
+    >>> vol = np.zeros((5, 6, 8), dtype=np.uint16)
+    >>> vol[:, 1:5, 1:7] = 1
+    >>> vol[2, 1:5, 4:7] = 2    # the cross-section of layer 2 cut in two
+    >>> LateralScreener().screen(vol)[["cell_a", "cell_b", "kind", "contact_px"]].to_dict("records")
+    [{'cell_a': 1, 'cell_b': 2, 'kind': 'lateral', 'contact_px': 4}]
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "max_shared_layers": [Interval(Integral, 1, None, closed="left")],
+        "context_layers": [Interval(Integral, 1, None, closed="left")],
+        "spacing": ["array-like", None],
+        "n_jobs": [Integral, None],
+    }
+
+    kind = "lateral"
+
+    def __init__(
+        self,
+        max_shared_layers: int = 1,
+        context_layers: int = 2,
+        spacing=None,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.max_shared_layers = max_shared_layers
+        self.context_layers = context_layers
+        self.spacing = spacing
+        self.n_jobs = n_jobs
+
+    def screen(
+        self,
+        volume,
+        *,
+        volume_id: str = "0",
+        spacing=None,
+        index: CellIndex | None = None,
+    ) -> pd.DataFrame:
+        """Screen one label volume and return its candidate table of lateral pairs.
+
+        Parameters
+        ----------
+        volume : array-like of int, shape (Z, Y, X)
+            Label volume, 0 = background. Never modified.
+        volume_id : str, default="0"
+        spacing : tuple of float, optional
+        index : CellIndex, optional
+
+        Returns
+        -------
+        table : DataFrame
+            Candidate table with ``kind == "lateral"``.
+        """
+        index, spacing = self._prepare(volume, spacing, index)
+        if not isinstance(index.volume, np.ndarray):
+            index = dataclasses.replace(index, volume=np.asarray(index.volume))
+        pairs = lateral_pairs(index, max_shared_layers=self.max_shared_layers)
+        return build_table(
+            index,
+            pairs,
+            volume_id=str(volume_id),
+            kind="lateral",
+            spacing=spacing,
+            n_jobs=self.n_jobs,
+            geometry=_lateral_geometry(int(self.context_layers)),
+        )
+
+
+# ----------------------------------------------------------------------------- features
+
+#: Names of the columns :class:`LateralFeatures` produces.
+LATERAL_FEATURES: tuple[str, ...] = (
+    "lat_area_ratio",
+    "lat_contact_ratio",
+    "lat_solidity_union",
+    "lat_solidity_gain",
+    "lat_iou_gain_above",
+    "lat_iou_gain_below",
+    "lat_iou_union_above",
+    "lat_iou_union_below",
+    "lat_area_union_above",
+    "lat_area_union_below",
+    "lat_cover_small",
+    "lat_cover_large",
+    "lat_has_above",
+    "lat_has_below",
+    "lat_layers_a",
+    "lat_layers_b",
+    "lat_shared_layers",
+)
+
+
+def _iou(p: np.ndarray, q: np.ndarray) -> float:
+    union = np.count_nonzero(p | q)
+    return float(np.count_nonzero(p & q)) / union if union else 0.0
+
+
+def _solidity(mask: np.ndarray) -> float:
+    from skimage.morphology import convex_hull_image
+
+    area = np.count_nonzero(mask)
+    if area < 3:
+        return 1.0
+    hull = np.count_nonzero(convex_hull_image(mask))
+    return area / hull if hull else 1.0
+
+
+def _lateral_row(geom: PairGeometry, contact_px: int) -> np.ndarray:
+    a, b = geom.a, geom.b
+    s0, s1 = geom.extra.get("shared", (0, a.shape[0]))
+    union = a | b
+    area_a = np.count_nonzero(a, axis=(1, 2))
+    area_b = np.count_nonzero(b, axis=(1, 2))
+    # The shared layer where the two pieces are most alike in size: the cut layer.
+    shared = np.arange(s0, s1)
+    balance = np.minimum(area_a[shared], area_b[shared]) / np.maximum(
+        np.maximum(area_a[shared], area_b[shared]), 1
+    )
+    s = int(shared[np.argmax(balance)])
+    small, large = sorted((int(area_a[s]), int(area_b[s])))
+    out = {
+        "lat_area_ratio": small / max(large, 1),
+        "lat_contact_ratio": contact_px / max(np.sqrt(max(small, 1)), 1.0),
+        "lat_solidity_union": _solidity(union[s]),
+    }
+    out["lat_solidity_gain"] = out["lat_solidity_union"] - min(_solidity(a[s]), _solidity(b[s]))
+    for name, step in (("above", -1), ("below", 1)):
+        t = s + step
+        has = 0 <= t < union.shape[0] and union[t].any()
+        if has:
+            ref = union[t]
+            best_piece = max(_iou(a[s], ref), _iou(b[s], ref))
+            iou_union = _iou(union[s], ref)
+            out[f"lat_iou_union_{name}"] = iou_union
+            out[f"lat_iou_gain_{name}"] = iou_union - best_piece
+            out[f"lat_area_union_{name}"] = np.count_nonzero(union[s]) / np.count_nonzero(ref)
+        else:
+            out[f"lat_iou_union_{name}"] = 0.0
+            out[f"lat_iou_gain_{name}"] = 0.0
+            out[f"lat_area_union_{name}"] = 1.0
+        out[f"lat_has_{name}"] = float(has)
+    # Pixels of each piece that the other piece covers in the layers next to the cut: a
+    # piece of the same cell lies in the other piece's footprint, a neighbour does not.
+    near = [t for t in (s - 1, s + 1) if 0 <= t < union.shape[0]]
+    pieces = sorted(((a, b), (b, a)), key=lambda pair: np.count_nonzero(pair[0][s]))
+    for name, (piece, other) in zip(("small", "large"), pieces, strict=True):
+        footprint = np.zeros(piece.shape[1:], dtype=bool)
+        for t in near:
+            footprint |= other[t]
+        own = np.count_nonzero(piece[s])
+        out[f"lat_cover_{name}"] = np.count_nonzero(piece[s] & footprint) / own if own else 0.0
+    out["lat_layers_a"] = float(np.count_nonzero(area_a))
+    out["lat_layers_b"] = float(np.count_nonzero(area_b))
+    out["lat_shared_layers"] = float(s1 - s0)
+    return np.array([out[name] for name in LATERAL_FEATURES], dtype=float)
+
+
+class LateralFeatures(TransformerMixin, BaseEstimator):
+    """Does the union of two pieces that share a layer look like one cross-section?
+
+    For the shared layer where the two pieces are most alike in size: the pieces' area
+    ratio, their contact relative to the smaller piece's size, the solidity (area over
+    convex hull) of the union and its gain over the pieces, and, towards the layers above
+    and below, the IoU of the union with the cross-section there and its gain over the
+    better piece alone, and the area ratio of union and neighbour. A missing neighbour
+    layer gives a gain of 0 and an indicator of 0 (never NaN), so one-layer pieces at the
+    volume's border are judged on what there is.
+
+    Parameters
+    ----------
+    n_jobs : int, optional
+        Threads over rows.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_overseg import LateralFeatures, LateralScreener
+    >>> vol = np.zeros((5, 6, 8), dtype=np.uint16)
+    >>> vol[:, 1:5, 1:7] = 1
+    >>> vol[2, 1:5, 4:7] = 2
+    >>> table = LateralScreener().screen(vol)
+    >>> features = LateralFeatures().fit_transform(table)
+    >>> features.shape
+    (1, 17)
+    """
+
+    _parameter_constraints: ClassVar[dict] = {"n_jobs": [Integral, None]}
+
+    def __init__(self, n_jobs: int | None = None) -> None:
+        self.n_jobs = n_jobs
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> LateralFeatures:
+        """Check the table; nothing is learned.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        _check_lateral_table(X)
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """One row of :data:`LATERAL_FEATURES` per candidate.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Candidate table with ``geometry`` and ``contact_px`` columns.
+
+        Returns
+        -------
+        features : ndarray of shape (n_rows, 17)
+        """
+        check_is_fitted(self, "n_features_in_")
+        _check_lateral_table(X)
+        if len(X) == 0:
+            return np.zeros((0, len(LATERAL_FEATURES)))
+        rows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            delayed(_lateral_row)(g, int(c))
+            for g, c in zip(X["geometry"], X["contact_px"], strict=True)
+        )
+        return np.vstack(rows)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns.
+
+        Returns
+        -------
+        names : ndarray of str
+        """
+        return np.asarray(LATERAL_FEATURES, dtype=object)
+
+
+def _check_lateral_table(X: Any) -> None:
+    if not isinstance(X, pd.DataFrame) or not {"geometry", "contact_px"} <= set(X.columns):
+        raise TypeError(
+            "LateralFeatures expects a candidate table (DataFrame with 'geometry' and "
+            f"'contact_px' columns), got {type(X).__name__}."
+        )
