@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = ["KINDS", "KindClassifier"]
 
 #: Candidate kinds a :class:`KindClassifier` routes, each the name of its parameter.
-KINDS: tuple[str, ...] = ("axial", "contact")
+KINDS: tuple[str, ...] = ("axial", "contact", "lateral")
 
 
 def _check_table(table, what: str) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def _check_table(table, what: str) -> pd.DataFrame:
 
 
 class KindClassifier(ClassifierMixin, BaseEstimator):
-    """Judge each candidate with the classifier of its kind (axial or contact).
+    """Judge each candidate with the classifier of its kind (axial, contact or lateral).
 
     Parameters
     ----------
@@ -51,6 +51,10 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
         ``make_default_pipeline(random_state=random_state)``.
     contact : classifier or Pipeline, optional
         Judges rows with ``kind == "contact"``; ``None`` as for ``axial``.
+    lateral : classifier or Pipeline, optional
+        Judges rows with ``kind == "lateral"`` (pieces that share a layer, from
+        :class:`~sklearn_overseg.lateral.LateralScreener`); ``None`` uses
+        :func:`~sklearn_overseg.pipeline.make_lateral_pipeline`.
     random_state : int, RandomState or None
         Seed of the default pipelines built for ``None`` parts; estimators given
         explicitly keep their own.
@@ -81,20 +85,24 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "axial": [None, object],
         "contact": [None, object],
+        "lateral": [None, object],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, axial=None, contact=None, random_state=None) -> None:
+    def __init__(self, axial=None, contact=None, lateral=None, random_state=None) -> None:
         self.axial = axial
         self.contact = contact
+        self.lateral = lateral
         self.random_state = random_state
 
-    def _default(self):
-        from .pipeline import make_default_pipeline
+    def _default(self, kind: str):
+        from .pipeline import make_default_pipeline, make_lateral_pipeline
 
         seed = self.random_state
         if seed is not None and not isinstance(seed, (int, np.integer)):
             seed = None  # a RandomState instance cannot seed the torch MLP
+        if kind == "lateral":
+            return make_lateral_pipeline(random_state=seed)
         return make_default_pipeline(random_state=seed)
 
     def set_params(self, **params):
@@ -110,7 +118,7 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
         for name in KINDS:
             nested = any(key.startswith(f"{name}__") for key in params)
             if nested and params.get(name, getattr(self, name)) is None:
-                params = {**params, name: self._default()}
+                params = {**params, name: self._default(name)}
         return super().set_params(**params)
 
     def _template(self, kind: str):
@@ -119,7 +127,7 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
                 f"unknown candidate kind {kind!r}: KindClassifier routes only {list(KINDS)}."
             )
         part = getattr(self, kind)
-        return clone(part) if part is not None else self._default()
+        return clone(part) if part is not None else self._default(kind)
 
     def fit(self, table: pd.DataFrame, y):
         """Fit one clone per kind present in ``table["kind"]``.

@@ -104,7 +104,12 @@ def _lateral_geometry(context_layers: int):
             spacing=(spacing[1], spacing[2]),
             layer_step=spacing[0],
             origin=(y0, x0),
-            extra={"shared": (int(s0) - w0, int(s1) - w0)},
+            # Third labels in the window: a piece lying under another cell's footprint
+            # more likely belongs to that cell than to its in-plane neighbour.
+            extra={
+                "shared": (int(s0) - w0, int(s1) - w0),
+                "other": (crop != 0) & (crop != label_a) & (crop != label_b),
+            },
         )
 
     return geometry
@@ -212,6 +217,8 @@ LATERAL_FEATURES: tuple[str, ...] = (
     "lat_area_union_below",
     "lat_cover_small",
     "lat_cover_large",
+    "lat_foreign_small",
+    "lat_foreign_large",
     "lat_has_above",
     "lat_has_below",
     "lat_layers_a",
@@ -272,6 +279,7 @@ def _lateral_row(geom: PairGeometry, contact_px: int) -> np.ndarray:
     # Pixels of each piece that the other piece covers in the layers next to the cut: a
     # piece of the same cell lies in the other piece's footprint, a neighbour does not.
     near = [t for t in (s - 1, s + 1) if 0 <= t < union.shape[0]]
+    other_cells = geom.extra.get("other")
     pieces = sorted(((a, b), (b, a)), key=lambda pair: np.count_nonzero(pair[0][s]))
     for name, (piece, other) in zip(("small", "large"), pieces, strict=True):
         footprint = np.zeros(piece.shape[1:], dtype=bool)
@@ -279,6 +287,14 @@ def _lateral_row(geom: PairGeometry, contact_px: int) -> np.ndarray:
             footprint |= other[t]
         own = np.count_nonzero(piece[s])
         out[f"lat_cover_{name}"] = np.count_nonzero(piece[s] & footprint) / own if own else 0.0
+        if other_cells is not None:
+            foreign = np.zeros(piece.shape[1:], dtype=bool)
+            for t in near:
+                foreign |= other_cells[t]
+            hit = np.count_nonzero(piece[s] & foreign)
+            out[f"lat_foreign_{name}"] = hit / own if own else 0.0
+        else:
+            out[f"lat_foreign_{name}"] = 0.0
     out["lat_layers_a"] = float(np.count_nonzero(area_a))
     out["lat_layers_b"] = float(np.count_nonzero(area_b))
     out["lat_shared_layers"] = float(s1 - s0)
