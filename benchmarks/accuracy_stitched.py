@@ -453,10 +453,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model = describe_model(args.model, args.screen)
     gap = "" if args.max_gap is None else f", max gap {args.max_gap}"
+    command = ["python benchmarks/accuracy_stitched.py"] + (["--quick"] if args.quick else [])
+    if args.model is not None:
+        command += ["--model", str(args.model)]
+    if args.screen != "axial":
+        command += ["--screen", args.screen]
+    if args.max_gap is not None:
+        command += ["--max-gap", str(args.max_gap)]
+    if args.threshold != 0.5:
+        command += ["--threshold", f"{args.threshold:g}"]
     header = [
-        "Produced by `python benchmarks/accuracy_stitched.py"
-        + (" --quick" if args.quick else "")
-        + f"`: model {model}, screening `{args.screen}`{gap}, threshold {args.threshold:g}. "
+        f"Produced by `{' '.join(command)}` on {time.strftime('%Y-%m-%d')} "
+        f"({os.cpu_count()} cores): model {model}, "
+        f"screening `{args.screen}`{gap}, threshold {args.threshold:g}. "
         f"Faults: boundaries of 30 % of the masks eroded or dilated by a pixel, 2 % of the "
         f"cross-sections cut in two, plus the miss rate and minimum area of each setting; "
         f"stitched at the setting's IoU threshold; setting i drawn with seed i. Targets: "
