@@ -1015,10 +1015,10 @@ FROM_RAW = [
           the cells that stitching left in pieces. What it can reach is bounded by the
           **ceiling**: a merge never splits anything, so cells that the 2D segmenter
           joined within a layer, or that stitching linked to a neighbour, stay wrong.
-        * Here the ceiling, not the linking, is what limits the result: the watershed
-          merges cells whose wall lies almost in the imaging plane (a bright smear
-          rather than a line), and misplaces walls by a pixel or two, which the IoU
-          0.75 term of the mAP punishes. A better 2D segmenter (Cellpose, a PlantSeg
+        * Here the ceiling, not the linking, limits the result: the watershed joins
+          some cells with a neighbour where their wall is faint in a layer (stitching
+          then carries the join on), and places walls a pixel or two off, which the
+          IoU 0.75 term of the mAP punishes. A better 2D segmenter (Cellpose, a PlantSeg
           network) raises the ceiling; the corrector closes the gap to it.
         * The counts tell how far the corrector got: `repaired` out of `split_links`,
           and the `false_joins` it paid for them.
