@@ -325,12 +325,9 @@ class SegmentationCorrector(BaseEstimator):
         from .blockwise import (
             check_volume_like,
             choose_slab_layers,
-            featurize_blockwise,
             index_volume,
             is_lazy,
             make_canvas,
-            screen_blockwise,
-            split_classifier,
         )
 
         check_is_fitted(self, "classifier_")
@@ -342,40 +339,11 @@ class SegmentationCorrector(BaseEstimator):
         slab, block = choose_slab_layers(volume.shape, slab_layers)
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         lazy = is_lazy(volume) or (out is not None and is_lazy(out))
-        screener = self.screener_
         with parallel_config(n_jobs=self.n_jobs):
             index = index_volume(volume, slab_layers=slab)
             if len(index) == 0:
                 raise ValueError("volume has no labelled voxel: every voxel is 0 (background).")
-            if type(screener).screen is AxialGapScreener.screen:
-                table = screen_blockwise(
-                    screener, index, volume_id=str(volume_id), spacing=spacing, slab_layers=slab
-                )
-                split = split_classifier(self.classifier_, table["kind"].to_numpy())
-                if len(table) == 0:
-                    proba = np.zeros(0)
-                elif split is not None:
-                    featurizer, head = split
-                    features = featurize_blockwise(
-                        featurizer, table, index, spacing=spacing, slab_layers=block
-                    )
-                    proba = head(features)
-                else:
-                    if is_lazy(volume):
-                        warnings.warn(
-                            f"{type(self.classifier_).__name__} is not a Pipeline of feature "
-                            "steps and a model, so it judges whole candidate tables with "
-                            "their masks: the volume is loaded into memory.",
-                            UserWarning,
-                            stacklevel=2,
-                        )
-                    table = self._screen_in_memory(index, volume_id, spacing)
-                    proba = self.predict_proba_table(table)
-            else:
-                # Re-slicing tilted contacts needs the pair's whole neighbourhood: contact
-                # screening runs on the volume in memory.
-                table = self._screen_in_memory(index, volume_id, spacing)
-                proba = self.predict_proba_table(table)
+            table, proba = self._screen_and_judge(index, volume_id, spacing, slab, block)
             canvas, out = make_canvas(volume, out, lazy)
             decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
             if lazy:
@@ -384,12 +352,93 @@ class SegmentationCorrector(BaseEstimator):
                 canvas.write(out, slab_layers=slab)
         return out, decisions
 
-    def _screen_in_memory(self, index, volume_id, spacing) -> pd.DataFrame:
-        """The screener's full table (with masks), the indexed volume loaded if lazy."""
+    def _screen_and_judge(self, index, volume_id, spacing, slab, block):
+        """Candidate table and P(one cell) per row, by each screener of ``screener_``.
+
+        Axial screening and its features run slab by slab and block by block (in
+        parallel, out of core for lazy volumes). Other kinds (tilted contacts, pieces
+        sharing a layer) need each pair's whole neighbourhood: they are screened on the
+        volume in memory. As in :class:`~sklearn_overseg.contact.CombinedScreener`, a
+        pair found by several screeners keeps the row of the first.
+        """
+        from .blockwise import is_lazy
+        from .contact import CombinedScreener
+
+        screener = self.screener_
+        parts = screener._screeners() if isinstance(screener, CombinedScreener) else [screener]
+        tables, probas = [], []
+        seen: set[tuple[int, int]] = set()
+        for part in parts:
+            if type(part).screen is AxialGapScreener.screen:
+                table, proba = self._judge_axial_blockwise(
+                    part, index, volume_id, spacing, slab, block
+                )
+            else:
+                if is_lazy(index.volume):
+                    warnings.warn(
+                        f"{type(part).__name__} screens the volume in memory: the volume is "
+                        "loaded.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                table = self._screen_in_memory(index, volume_id, spacing, part)
+                proba = None
+            if seen and len(table):
+                lo = np.minimum(table["cell_a"], table["cell_b"]).tolist()
+                hi = np.maximum(table["cell_a"], table["cell_b"]).tolist()
+                fresh = np.array([k not in seen for k in zip(lo, hi, strict=True)], dtype=bool)
+                table = table[fresh]
+                proba = None if proba is None else proba[fresh]
+            if proba is None:
+                proba = self.predict_proba_table(table)
+            seen.update(
+                zip(
+                    np.minimum(table["cell_a"], table["cell_b"]).tolist(),
+                    np.maximum(table["cell_a"], table["cell_b"]).tolist(),
+                    strict=True,
+                )
+            )
+            tables.append(table)
+            probas.append(proba)
+        if len(tables) == 1:
+            return tables[0], probas[0]
+        from .candidates import concat_tables
+
+        return concat_tables(tables), np.concatenate(probas)
+
+    def _judge_axial_blockwise(self, screener, index, volume_id, spacing, slab, block):
+        from .blockwise import featurize_blockwise, is_lazy, screen_blockwise, split_classifier
+
+        table = screen_blockwise(
+            screener, index, volume_id=str(volume_id), spacing=spacing, slab_layers=slab
+        )
+        split = split_classifier(self.classifier_, table["kind"].to_numpy())
+        if len(table) == 0:
+            return table, np.zeros(0)
+        if split is not None:
+            featurizer, head = split
+            features = featurize_blockwise(
+                featurizer, table, index, spacing=spacing, slab_layers=block
+            )
+            return table, head(features)
+        if is_lazy(index.volume):
+            warnings.warn(
+                f"{type(self.classifier_).__name__} is not a Pipeline of feature "
+                "steps and a model, so it judges whole candidate tables with "
+                "their masks: the volume is loaded into memory.",
+                UserWarning,
+                stacklevel=4,
+            )
+        table = self._screen_in_memory(index, volume_id, spacing, screener)
+        return table, self.predict_proba_table(table)
+
+    def _screen_in_memory(self, index, volume_id, spacing, screener=None) -> pd.DataFrame:
+        """A screener's full table (with masks), the indexed volume loaded if lazy."""
+        screener = self.screener_ if screener is None else screener
         dense = np.asarray(index.volume)
         # The index describes the same voxels: only where they are read from changes.
         index = index if dense is index.volume else dataclasses.replace(index, volume=dense)
-        return self.screener_.screen(dense, volume_id=str(volume_id), spacing=spacing, index=index)
+        return screener.screen(dense, volume_id=str(volume_id), spacing=spacing, index=index)
 
     def _decide_and_merge(self, table, proba, index, canvas, spacing, slab_layers=64):
         """Judge, make one-to-one, and merge top to bottom on ``canvas``."""
