@@ -41,6 +41,7 @@ from ._validation import check_label_volume, check_lazy_label_volume
 from .canvas import ArrayCanvas, LazyCanvas
 from .cells import _DIRECT_MAX_ID, CellIndex
 from .interpolation import interpolate_masks
+from .io import read_region
 from .screening import (
     AxialGapScreener,
     build_table,
@@ -122,7 +123,8 @@ class _Box:
     x1: int | None = None
 
     def read(self) -> np.ndarray:
-        return np.asarray(self.source[self.z0 : self.z1, self.y0 : self.y1, self.x0 : self.x1])
+        region = (slice(self.z0, self.z1), slice(self.y0, self.y1), slice(self.x0, self.x1))
+        return read_region(self.source, region)
 
 
 def _box(volume: Any, z0: int, z1: int, y0: int = 0, y1=None, x0: int = 0, x1=None):

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_label_volume, check_n_jobs, check_spacing
 from .candidates import PairGeometry
+from .io import read_region
 from .metrics import mean_average_precision
 from .screening import AxialGapScreener
 from .synthesis import label_candidates, majority_labels, make_training_table
@@ -321,6 +322,14 @@ class SegmentationCorrector(BaseEstimator):
             layers filled; same shape and dtype as ``volume``.
         decisions : DataFrame
             One row per candidate: probabilities, decision, reason, what was filled.
+
+        Raises
+        ------
+        ValueError
+            If the volume has no labelled voxel, or the classifier returns
+            probabilities that are NaN, infinite or outside [0, 1] (corrupt weights).
+        sklearn_overseg.io.VolumeReadError
+            If a lazily read volume has a chunk that cannot be read.
         """
         from .blockwise import (
             check_volume_like,
@@ -386,7 +395,7 @@ class SegmentationCorrector(BaseEstimator):
 
     def _screen_in_memory(self, index, volume_id, spacing) -> pd.DataFrame:
         """The screener's full table (with masks), the indexed volume loaded if lazy."""
-        dense = np.asarray(index.volume)
+        dense = read_region(index.volume)
         # The index describes the same voxels: only where they are read from changes.
         index = index if dense is index.volume else dataclasses.replace(index, volume=dense)
         return self.screener_.screen(dense, volume_id=str(volume_id), spacing=spacing, index=index)
@@ -396,6 +405,7 @@ class SegmentationCorrector(BaseEstimator):
         from .blockwise import gap_masks, prefill
 
         n = len(table)
+        _check_probabilities(proba, self.classifier_)
         rejudged = np.full(n, np.nan)
         merged = np.zeros(n, dtype=bool)
         reason = np.array(["below threshold"] * n, dtype=object)
@@ -548,7 +558,9 @@ class SegmentationCorrector(BaseEstimator):
         # One row: shipping it to worker processes (or a cluster) would cost more than
         # judging it here.
         with parallel_config(backend="threading", n_jobs=1):
-            return float(self.predict_proba_table(one)[0])
+            proba = self.predict_proba_table(one)
+        _check_probabilities(proba, self.classifier_)
+        return float(proba[0])
 
     def transform(self, X) -> list[np.ndarray]:
         """Correct every volume of ``X`` (at the spacing of :meth:`fit`).
@@ -612,6 +624,18 @@ def _check_out(out, volume) -> None:
         raise ValueError("out is read-only.")
     if getattr(out, "read_only", False):
         raise ValueError("out was opened read-only (e.g. zarr mode='r'); open it writable.")
+
+
+def _check_probabilities(proba: np.ndarray, classifier) -> None:
+    """Refuse probabilities a threshold cannot judge (NaN compares False: nothing merged)."""
+    proba = np.asarray(proba, dtype=float)
+    bad = ~np.isfinite(proba) | (proba < 0) | (proba > 1)
+    if bad.any():
+        raise ValueError(
+            f"the classifier ({type(classifier).__name__}) returned {int(bad.sum())} of "
+            f"{proba.size} probabilities that are NaN, infinite or outside [0, 1] (first: "
+            f"{proba[bad][0]!r}); its weights are probably corrupt: retrain or reload it."
+        )
 
 
 def _check_slab_layers(value) -> int:

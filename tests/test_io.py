@@ -500,11 +500,27 @@ def test_overwrite_replaces(tmp_path, ext):
     assert _listing(tmp_path) == [path.name]
 
 
-def test_overwrite_zarr_group_drops_old_arrays(tmp_path):
-    path = _two_array_file(tmp_path, ".zarr")
-    save_volume(path, _volume(), overwrite=True)
-    # Old 'raw' and 'seg/labels' are gone: the store is now a single array.
-    assert isinstance(zarr.open(store=str(path), mode="r"), zarr.Array)
+@pytest.mark.parametrize("ext", [".zarr", ".h5", ".npz"])
+def test_overwrite_never_drops_other_arrays_of_a_container(tmp_path, ext):
+    path = _two_array_file(tmp_path, ext)
+    before = {k: load_volume(path, key=k) for k in ("raw", "seg/labels") if ext != ".npz"}
+    for key in (None, "seg/labels", "new"):
+        if ext == ".npz" and key == "seg/labels":
+            continue
+        with pytest.raises(FileExistsError, match="holds other arrays"):
+            save_volume(path, _volume(), key=key, overwrite=True)
+    for k, v in before.items():
+        np.testing.assert_array_equal(load_volume(path, key=k), v)
+    assert _listing(tmp_path) == [path.name]
+
+
+def test_overwrite_replaces_a_container_holding_only_that_array(tmp_path):
+    path = save_volume(tmp_path / "a.h5", _volume(), key="labels")
+    save_volume(path, _volume() * 2, key="labels", overwrite=True)
+    np.testing.assert_array_equal(load_volume(path), _volume() * 2)
+    store = save_volume(tmp_path / "a.zarr", _volume())
+    save_volume(store, _volume() * 3, overwrite=True)
+    assert isinstance(zarr.open(store=str(store), mode="r"), zarr.Array)
 
 
 def test_overwrite_directory_with_file(tmp_path):
