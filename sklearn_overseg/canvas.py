@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed
 
+from ._validation import effective_n_jobs
 from .io import read_region
 
 __all__ = ["ArrayCanvas", "LazyCanvas"]
@@ -271,7 +272,7 @@ class LazyCanvas:
             for part, box, records in tasks:
                 _write_box(part, out, box, old, new, lut, records)
             return out
-        Parallel(n_jobs=n_jobs)(
+        Parallel(n_jobs=effective_n_jobs(n_jobs, len(tasks)))(
             delayed(_write_box)(part, out, box, old, new, lut, records)
             for part, box, records in tasks
         )

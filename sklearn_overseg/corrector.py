@@ -31,7 +31,13 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_label_volume, check_n_jobs, check_spacing
+from ._validation import (
+    MIN_ROWS_PER_WORKER,
+    check_label_volume,
+    check_n_jobs,
+    check_spacing,
+    effective_n_jobs,
+)
 from .candidates import PairGeometry
 from .io import read_region
 from .metrics import mean_average_precision
@@ -222,7 +228,8 @@ class SegmentationCorrector(BaseEstimator):
         if not volumes:
             raise ValueError("X is empty: fit needs at least one volume.")
         self.screener_ = self._make_screener()
-        with parallel_config(n_jobs=self.n_jobs):
+        # Capped at the cores here, so that every Parallel() below inherits a sane count.
+        with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
             if y is None:
                 table, labels = make_training_table(
                     volumes,
@@ -352,7 +359,8 @@ class SegmentationCorrector(BaseEstimator):
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         lazy = is_lazy(volume) or (out is not None and is_lazy(out))
         screener = self.screener_
-        with parallel_config(n_jobs=self.n_jobs):
+        # Capped at the cores here, so that every Parallel() below inherits a sane count.
+        with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
             index = index_volume(volume, slab_layers=slab)
             if len(index) == 0:
                 raise ValueError("volume has no labelled voxel: every voxel is 0 (background).")
@@ -365,10 +373,11 @@ class SegmentationCorrector(BaseEstimator):
                     proba = np.zeros(0)
                 elif split is not None:
                     featurizer, head = split
-                    features = featurize_blockwise(
-                        featurizer, table, index, spacing=spacing, slab_layers=block
-                    )
-                    proba = head(features)
+                    with self._per_rows(len(table)):
+                        features = featurize_blockwise(
+                            featurizer, table, index, spacing=spacing, slab_layers=block
+                        )
+                        proba = head(features)
                 else:
                     if is_lazy(volume):
                         warnings.warn(
@@ -379,19 +388,32 @@ class SegmentationCorrector(BaseEstimator):
                             stacklevel=2,
                         )
                     table = self._screen_in_memory(index, volume_id, spacing)
-                    proba = self.predict_proba_table(table)
+                    with self._per_rows(len(table)):
+                        proba = self.predict_proba_table(table)
             else:
                 # Re-slicing tilted contacts needs the pair's whole neighbourhood: contact
                 # screening runs on the volume in memory.
                 table = self._screen_in_memory(index, volume_id, spacing)
-                proba = self.predict_proba_table(table)
+                with self._per_rows(len(table)):
+                    proba = self.predict_proba_table(table)
             canvas, out = make_canvas(volume, out, lazy)
-            decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
+            with self._per_rows(len(table)):
+                decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
             if lazy:
                 if out is None:
                     out = np.empty(volume.shape, dtype=volume.dtype)
                 canvas.write(out, slab_layers=slab)
         return out, decisions
+
+    def _per_rows(self, n_rows: int):
+        """Workers for judging ``n_rows`` candidates: one per MIN_ROWS_PER_WORKER rows.
+
+        Everything below (our blocks, sklearn's ColumnTransformer, the EMD features)
+        inherits this; on a small volume a process pool costs more to start (imports
+        included) than the whole correction, so few candidates run in this process.
+        """
+        n_tasks = -(-int(n_rows) // MIN_ROWS_PER_WORKER)
+        return parallel_config(n_jobs=effective_n_jobs(self.n_jobs, n_tasks))
 
     def _screen_in_memory(self, index, volume_id, spacing) -> pd.DataFrame:
         """The screener's full table (with masks), the indexed volume loaded if lazy."""
