@@ -409,7 +409,7 @@ def test_correct_with_contact_screening(files, tmp_path, capsys, screen):
 def test_outputs_must_differ_and_plot_format_fails_first(files, tmp_path, capsys):
     out = tmp_path / "same.tif"
     code, _, err = run(capsys, "correct", files["in"], "-o", out, "--report", out, "--overwrite")
-    assert code == 2 and "three different files" in err
+    assert code == 2 and "are the same path" in err
     assert not out.exists()
     code, _, err = run(
         capsys,
