@@ -255,7 +255,8 @@ def load_volume(
 def _reason(exc: BaseException) -> str:
     """One line saying what went wrong, also for exceptions with an empty message."""
     text = " ".join(str(exc).split())
-    name = type(exc).__name__
+    kind = type(exc)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
     return f"{text} ({name})" if text else name
 
 
@@ -374,7 +375,7 @@ def _pick_key(path: Path, keys: Sequence[str], key: str | None, what: str) -> st
 def _read_tiff(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
         raw_spacing, where = _tiff_spacing(tif)
         volume = None
         if mmap:
@@ -384,6 +385,20 @@ def _read_tiff(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
         if volume is None:
             volume = tif.asarray()
     return volume, raw_spacing, where
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's log lines about a damaged file: the error raised says it once."""
+    import logging
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _tiff_spacing(tif: Any) -> tuple[Any, str]:
