@@ -231,7 +231,7 @@ def load_volume(
     if not path.exists():
         raise FileNotFoundError(f"Volume file not found: '{path}'.")
     if fmt != "zarr" and path.is_dir():
-        raise ValueError(f"'{path}' is a directory, not a {fmt} file.")
+        raise VolumeReadError(f"'{path}' is a directory, not a {fmt} file.")
     _check_key_use(fmt, key, path)
     if path.is_file() and path.stat().st_size == 0:
         raise VolumeReadError(f"cannot read '{path}' as {fmt}: the file is empty (0 bytes).")
@@ -362,7 +362,7 @@ def _pick_key(path: Path, keys: Sequence[str], key: str | None, what: str) -> st
         if len(keys) == 1:
             return keys[0]
         if not keys:
-            raise ValueError(f"'{path}' contains no {what}.")
+            raise VolumeReadError(f"'{path}' contains no {what}.")
         raise _MissingKeyError(
             f"'{path}' contains {len(keys)} {what}s; choose one with key=. "
             f"Available keys: {listed}."
@@ -606,7 +606,7 @@ def _read_zarr(
         raise VolumeReadError(f"'{path}' is not a readable Zarr store: {_reason(exc)}") from None
     if isinstance(node, zarr.Array):
         if key is not None:
-            raise ValueError(
+            raise VolumeReadError(
                 f"'{path}' is a single Zarr array, not a group: leave key=None (got {key!r})."
             )
         array = node
