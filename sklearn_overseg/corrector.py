@@ -255,7 +255,8 @@ class SegmentationCorrector(BaseEstimator):
                     f"the training pairs hold a single class ({counts}): give more or "
                     "larger volumes, or raise split_fraction."
                 )
-            self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
+            with self._per_rows(len(table)):
+                self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
         self.spacing_ = spacing
         self.n_training_pairs_ = len(table)
         self.training_balance_ = counts
