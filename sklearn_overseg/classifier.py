@@ -537,8 +537,34 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         # initialize() draws random weights; keep the caller's RNG stream intact
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             net.initialize()
+        _check_module_state(module_state, net.module_.state_dict(), self.hidden_units)
         net.module_.load_state_dict(
             {name: torch.from_numpy(np.array(value)) for name, value in module_state.items()}
         )
         net.module_.eval()
         self.net_ = net
+
+
+def _check_module_state(stored: Mapping[str, Any], built: Mapping[str, Any], hidden) -> None:
+    """Refuse stored weights that do not fit the network built, or are not finite.
+
+    torch would report a mismatch as a multi-line ``RuntimeError`` and accept NaN
+    weights, which then turn every probability into NaN.
+    """
+    names, expected = set(stored), set(built)
+    if names != expected:
+        extra, missing = sorted(names - expected), sorted(expected - names)
+        raise ValueError(
+            f"the stored network weights do not fit hidden_units={tuple(hidden)}: "
+            f"unexpected {extra or 'none'}, missing {missing or 'none'}."
+        )
+    for name, tensor in built.items():
+        value = np.asarray(stored[name])
+        want_shape, want_dtype = tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")
+        if value.shape != want_shape or value.dtype != np.dtype(want_dtype):
+            raise ValueError(
+                f"stored weight {name!r} has shape {value.shape} and dtype {value.dtype}, but "
+                f"the network of hidden_units={tuple(hidden)} needs {want_shape} {want_dtype}."
+            )
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            raise ValueError(f"stored weight {name!r} holds NaN or infinite values.")

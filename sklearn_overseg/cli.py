@@ -42,15 +42,6 @@ def _write_csv_atomic(table, path: Path, overwrite: bool) -> None:
         table.to_csv(handle)
 
 
-def _check_output(path: str, overwrite: bool) -> Path:
-    out = Path(path)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist.")
-    return out
-
-
 def _screener(kind: str, max_gap: int | None):
     from .screening import AxialGapScreener
 
@@ -77,19 +68,16 @@ def _load_model(path, kind: str = "axial"):
 def cmd_correct(args) -> int:
     from sklearn.base import clone
 
+    from ._io_paths import check_output_paths
     from .io import load_volume, open_volume, save_volume, volume_format
 
-    out = _check_output(args.output, args.overwrite)
+    out = Path(args.output)
     volume_format(out)  # an unknown extension fails now, not after the work
     if args.slab_layers is not None and args.slab_layers < 1:
         raise UserError(f"--slab-layers must be a positive integer, got {args.slab_layers}.")
-    outputs = [Path(p).resolve() for p in (args.output, args.report, args.plot) if p]
-    if len(set(outputs)) != len(outputs):
-        raise UserError("-o, --report and --plot must name three different files.")
-    if args.report:
-        _check_output(args.report, args.overwrite)
+    outputs = {"-o": args.output, "--report": args.report, "--plot": args.plot}
+    check_output_paths([args.input], outputs, overwrite=args.overwrite)
     if args.plot:
-        _check_output(args.plot, args.overwrite)
         try:
             from .plotting import _check_path, plot_orthogonal_views
         except ImportError as exc:
@@ -104,10 +92,10 @@ def cmd_correct(args) -> int:
     timings = {}
     with _progress(args.quiet, 4, "correct") as bar, _scheduler(args):
         t0 = time.perf_counter()
-        if out_of_core:
-            volume, spacing = open_volume(args.input, key=args.key, return_spacing=True)
-        else:
-            volume, spacing = load_volume(args.input, key=args.key, return_spacing=True)
+        read = open_volume if out_of_core else load_volume
+        volume, spacing = read(
+            args.input, key=args.key, return_spacing=True, allow_missing_chunks=args.sparse
+        )
         timings["open" if out_of_core else "load"] = time.perf_counter() - t0
         bar.update()
         t0 = time.perf_counter()
@@ -194,6 +182,8 @@ def _correct_to_zarr(corrector, volume, out: Path, spacing, slab_layers, overwri
             chunks=tuple(int(c) for c in chunks),
             attributes={} if spacing is None else {"spacing": list(spacing)},
             overwrite=True,  # the temporary directory exists already, empty
+            # Every chunk written: a chunk missing later then means a lost file.
+            config={"write_empty_chunks": True},
         )
         return corrector.correct(volume, out=target, slab_layers=slab_layers)
 
@@ -209,6 +199,8 @@ def _dask_backend(address: str | None, n_workers: int | None):
         ) from None
     from joblib import parallel_config
 
+    from ._validation import effective_n_jobs
+
     with contextlib.ExitStack() as stack:
         if address:
             try:
@@ -216,7 +208,8 @@ def _dask_backend(address: str | None, n_workers: int | None):
             except (OSError, TimeoutError) as exc:
                 raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         else:
-            n = n_workers if n_workers and n_workers > 0 else os.cpu_count() or 1
+            # A local cluster's workers are processes of this machine: no more than cores.
+            n = effective_n_jobs(n_workers if n_workers else -1)
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=n, threads_per_worker=1, dashboard_address=None, processes=True
@@ -236,10 +229,14 @@ def _scheduler(args):
 
 
 def cmd_screen(args) -> int:
+    from ._io_paths import check_output_paths
     from .io import load_volume
 
-    out = _check_output(args.output, args.overwrite)
-    volume, spacing = load_volume(args.input, key=args.key, return_spacing=True)
+    out = Path(args.output)
+    check_output_paths([args.input], {"-o": out}, overwrite=args.overwrite)
+    volume, spacing = load_volume(
+        args.input, key=args.key, return_spacing=True, allow_missing_chunks=args.sparse
+    )
     table = _screener(args.screen, args.max_gap).screen(
         volume, volume_id=Path(args.input).stem, spacing=spacing
     )
@@ -249,19 +246,19 @@ def cmd_screen(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ._io_paths import check_output_paths
     from .corrector import SegmentationCorrector
     from .io import load_volume
     from .persistence import save_estimator
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
-    if not out.resolve().parent.is_dir():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist.")
+    check_output_paths(args.ground_truth, {"-o": out}, overwrite=args.overwrite)
     volumes = {}
     for i, path in enumerate(args.ground_truth):
         name = Path(path).stem
-        volumes[name if name not in volumes else f"{name}#{i}"] = load_volume(path, key=args.key)
+        volumes[name if name not in volumes else f"{name}#{i}"] = load_volume(
+            path, key=args.key, allow_missing_chunks=args.sparse
+        )
     corrector = SegmentationCorrector(
         screener=_screener(args.screen, args.max_gap),
         split_fraction=args.split_fraction,
@@ -290,8 +287,8 @@ def cmd_evaluate(args) -> int:
     from .io import load_volume
     from .metrics import segmentation_scores
 
-    pred = load_volume(args.prediction, key=args.key)
-    gt = load_volume(args.ground_truth, key=args.key)
+    pred = load_volume(args.prediction, key=args.key, allow_missing_chunks=args.sparse)
+    gt = load_volume(args.ground_truth, key=args.key, allow_missing_chunks=args.sparse)
     scores = segmentation_scores(pred, gt)
     for name, value in scores.items():
         print(f"{name}\t{value:.4f}" if isinstance(value, float) else f"{name}\t{value}")
@@ -333,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p, *, output=True):
         p.add_argument("--key", help="dataset key inside .h5/.zarr/.npz inputs")
         p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+        p.add_argument(
+            "--sparse",
+            action="store_true",
+            help="accept Zarr inputs with chunk files missing (read as background)",
+        )
         if output:
             p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
@@ -436,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (
         UserError,
+        # Also VolumeReadError, ZarrChunkError (io), ModelFileError (persistence) and
+        # OutputPathError (_io_paths): ValueError subclasses naming the file at fault.
         ValueError,
         TypeError,
         KeyError,

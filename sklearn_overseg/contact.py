@@ -58,10 +58,15 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._validation import check_label_volume, check_spacing
+from ._validation import (
+    MIN_ROWS_PER_WORKER,
+    check_label_volume,
+    check_spacing,
+    effective_n_jobs,
+)
 from .candidates import PairGeometry, concat_tables, empty_candidate_table
 from .cells import CellIndex
 from .lateral import LateralScreener
@@ -750,16 +755,18 @@ class ContactScreener(BaseScreener):
             )
             for p, q in zip(pairs["pos_p"], pairs["pos_q"], strict=True)
         )
-        if effective_n_jobs(self.n_jobs) == 1:
+        tasks = list(tasks)
+        # A pair takes about a millisecond: a process pool pays off only for many.
+        n_workers = effective_n_jobs(self.n_jobs, len(tasks) // MIN_ROWS_PER_WORKER)
+        if n_workers == 1:
             results = [_oriented_geometry(*task) for task in tasks]
         else:
             # A pair is a millisecond of many small numpy calls that hold the GIL, so
             # threads do not overlap; processes do. Few large batches keep the transfer
             # cheap: joblib memory-maps the volume once per batch instead of copying it.
-            tasks = list(tasks)
-            n_batches = min(len(tasks), _BATCHES_PER_JOB * effective_n_jobs(self.n_jobs))
+            n_batches = min(len(tasks), _BATCHES_PER_JOB * n_workers)
             bounds = np.linspace(0, len(tasks), n_batches + 1).astype(int)
-            batches = Parallel(n_jobs=self.n_jobs, prefer="processes")(
+            batches = Parallel(n_jobs=n_workers, prefer="processes")(
                 delayed(_oriented_batch)(tasks[lo:hi]) for lo, hi in pairwise(bounds)
             )
             results = [(_unpack(packed), swapped) for batch in batches for packed, swapped in batch]

@@ -31,8 +31,15 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_label_volume, check_n_jobs, check_spacing
+from ._validation import (
+    MIN_ROWS_PER_WORKER,
+    check_label_volume,
+    check_n_jobs,
+    check_spacing,
+    effective_n_jobs,
+)
 from .candidates import PairGeometry
+from .io import read_region
 from .metrics import mean_average_precision
 from .screening import AxialGapScreener
 from .synthesis import label_candidates, majority_labels, make_training_table
@@ -221,7 +228,8 @@ class SegmentationCorrector(BaseEstimator):
         if not volumes:
             raise ValueError("X is empty: fit needs at least one volume.")
         self.screener_ = self._make_screener()
-        with parallel_config(n_jobs=self.n_jobs):
+        # Capped at the cores here, so that every Parallel() below inherits a sane count.
+        with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
             if y is None:
                 table, labels = make_training_table(
                     volumes,
@@ -247,7 +255,8 @@ class SegmentationCorrector(BaseEstimator):
                     f"the training pairs hold a single class ({counts}): give more or "
                     "larger volumes, or raise split_fraction."
                 )
-            self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
+            with self._per_rows(len(table)):
+                self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
         self.spacing_ = spacing
         self.n_training_pairs_ = len(table)
         self.training_balance_ = counts
@@ -321,6 +330,14 @@ class SegmentationCorrector(BaseEstimator):
             layers filled; same shape and dtype as ``volume``.
         decisions : DataFrame
             One row per candidate: probabilities, decision, reason, what was filled.
+
+        Raises
+        ------
+        ValueError
+            If the volume has no labelled voxel, or the classifier returns
+            probabilities that are NaN, infinite or outside [0, 1] (corrupt weights).
+        sklearn_overseg.io.VolumeReadError
+            If a lazily read volume has a chunk that cannot be read.
         """
         from .blockwise import (
             check_volume_like,
@@ -339,13 +356,15 @@ class SegmentationCorrector(BaseEstimator):
         slab, block = choose_slab_layers(volume.shape, slab_layers)
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         lazy = is_lazy(volume) or (out is not None and is_lazy(out))
-        with parallel_config(n_jobs=self.n_jobs):
+        # Capped at the cores here, so that every Parallel() below inherits a sane count.
+        with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
             index = index_volume(volume, slab_layers=slab)
             if len(index) == 0:
                 raise ValueError("volume has no labelled voxel: every voxel is 0 (background).")
             table, proba = self._screen_and_judge(index, volume_id, spacing, slab, block)
             canvas, out = make_canvas(volume, out, lazy)
-            decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
+            with self._per_rows(len(table)):
+                decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
             if lazy:
                 if out is None:
                     out = np.empty(volume.shape, dtype=volume.dtype)
@@ -390,7 +409,8 @@ class SegmentationCorrector(BaseEstimator):
                 table = table[fresh]
                 proba = None if proba is None else proba[fresh]
             if proba is None:
-                proba = self.predict_proba_table(table)
+                with self._per_rows(len(table)):
+                    proba = self.predict_proba_table(table)
             seen.update(
                 zip(
                     np.minimum(table["cell_a"], table["cell_b"]).tolist(),
@@ -417,10 +437,11 @@ class SegmentationCorrector(BaseEstimator):
             return table, np.zeros(0)
         if split is not None:
             featurizer, head = split
-            features = featurize_blockwise(
-                featurizer, table, index, spacing=spacing, slab_layers=block
-            )
-            return table, head(features)
+            with self._per_rows(len(table)):
+                features = featurize_blockwise(
+                    featurizer, table, index, spacing=spacing, slab_layers=block
+                )
+                return table, head(features)
         if is_lazy(index.volume):
             warnings.warn(
                 f"{type(self.classifier_).__name__} is not a Pipeline of feature "
@@ -430,12 +451,23 @@ class SegmentationCorrector(BaseEstimator):
                 stacklevel=4,
             )
         table = self._screen_in_memory(index, volume_id, spacing, screener)
-        return table, self.predict_proba_table(table)
+        with self._per_rows(len(table)):
+            return table, self.predict_proba_table(table)
+
+    def _per_rows(self, n_rows: int):
+        """Workers for judging ``n_rows`` candidates: one per MIN_ROWS_PER_WORKER rows.
+
+        Everything below (our blocks, sklearn's ColumnTransformer, the EMD features)
+        inherits this; on a small volume a process pool costs more to start (imports
+        included) than the whole correction, so few candidates run in this process.
+        """
+        n_tasks = -(-int(n_rows) // MIN_ROWS_PER_WORKER)
+        return parallel_config(n_jobs=effective_n_jobs(self.n_jobs, n_tasks))
 
     def _screen_in_memory(self, index, volume_id, spacing, screener=None) -> pd.DataFrame:
         """A screener's full table (with masks), the indexed volume loaded if lazy."""
         screener = self.screener_ if screener is None else screener
-        dense = np.asarray(index.volume)
+        dense = read_region(index.volume)
         # The index describes the same voxels: only where they are read from changes.
         index = index if dense is index.volume else dataclasses.replace(index, volume=dense)
         return screener.screen(dense, volume_id=str(volume_id), spacing=spacing, index=index)
@@ -445,6 +477,7 @@ class SegmentationCorrector(BaseEstimator):
         from .blockwise import gap_masks, prefill
 
         n = len(table)
+        _check_probabilities(proba, self.classifier_)
         rejudged = np.full(n, np.nan)
         merged = np.zeros(n, dtype=bool)
         reason = np.array(["below threshold"] * n, dtype=object)
@@ -597,7 +630,9 @@ class SegmentationCorrector(BaseEstimator):
         # One row: shipping it to worker processes (or a cluster) would cost more than
         # judging it here.
         with parallel_config(backend="threading", n_jobs=1):
-            return float(self.predict_proba_table(one)[0])
+            proba = self.predict_proba_table(one)
+        _check_probabilities(proba, self.classifier_)
+        return float(proba[0])
 
     def transform(self, X) -> list[np.ndarray]:
         """Correct every volume of ``X`` (at the spacing of :meth:`fit`).
@@ -661,6 +696,18 @@ def _check_out(out, volume) -> None:
         raise ValueError("out is read-only.")
     if getattr(out, "read_only", False):
         raise ValueError("out was opened read-only (e.g. zarr mode='r'); open it writable.")
+
+
+def _check_probabilities(proba: np.ndarray, classifier) -> None:
+    """Refuse probabilities a threshold cannot judge (NaN compares False: nothing merged)."""
+    proba = np.asarray(proba, dtype=float)
+    bad = ~np.isfinite(proba) | (proba < 0) | (proba > 1)
+    if bad.any():
+        raise ValueError(
+            f"the classifier ({type(classifier).__name__}) returned {int(bad.sum())} of "
+            f"{proba.size} probabilities that are NaN, infinite or outside [0, 1] (first: "
+            f"{proba[bad][0]!r}); its weights are probably corrupt: retrain or reload it."
+        )
 
 
 def _check_slab_layers(value) -> int:

@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import effective_n_jobs
 from .candidates import PairGeometry
 from .cells import CellIndex
 from .screening import BaseScreener, build_table
@@ -369,7 +370,7 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
         _check_lateral_table(X)
         if len(X) == 0:
             return np.zeros((0, len(LATERAL_FEATURES)))
-        rows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+        rows = Parallel(n_jobs=effective_n_jobs(self.n_jobs, len(X)), prefer="threads")(
             delayed(_lateral_row)(g, int(c))
             for g, c in zip(X["geometry"], X["contact_px"], strict=True)
         )
