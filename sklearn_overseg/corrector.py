@@ -124,6 +124,13 @@ class SegmentationCorrector(BaseEstimator):
     split_fraction, tilted_fraction, n_repeats, z_subsample, relabel_fraction
         Training synthesis when :meth:`fit` gets ground truth only (see
         :func:`~sklearn_overseg.synthesis.make_training_table`).
+    stitched_repeats : int, default=0
+        Also train on this many stitched versions of each ground truth per z-subsampling
+        factor: per-slice segmentations with lost masks, gaps, cut cross-sections and
+        jittered boundaries, linked by IoU (see
+        :func:`~sklearn_overseg.stitched_flaws.make_stitched_training_table`). Use with a
+        screener that finds their pieces, e.g. ``CombinedScreener(axial=
+        AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener())``.
     spacing : tuple of float, optional
         Voxel size (z, y, x) of the volumes, used by every method unless a call gives
         its own. Features are then in physical units.
@@ -157,6 +164,7 @@ class SegmentationCorrector(BaseEstimator):
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
         "z_subsample": ["array-like"],
         "relabel_fraction": [Interval(Real, 0, 1, closed="both")],
+        "stitched_repeats": [Interval(Integral, 0, None, closed="left")],
         "spacing": ["array-like", Real, None],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -174,6 +182,7 @@ class SegmentationCorrector(BaseEstimator):
         n_repeats: int = 2,
         z_subsample: Sequence[int] = (1,),
         relabel_fraction: float = 0.25,
+        stitched_repeats: int = 0,
         spacing=None,
         n_jobs: int | None = None,
         random_state=None,
@@ -188,6 +197,7 @@ class SegmentationCorrector(BaseEstimator):
         self.n_repeats = n_repeats
         self.z_subsample = z_subsample
         self.relabel_fraction = relabel_fraction
+        self.stitched_repeats = stitched_repeats
         self.spacing = spacing
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -242,6 +252,20 @@ class SegmentationCorrector(BaseEstimator):
                     spacing=spacing,
                     random_state=self.random_state,
                 )
+                if self.stitched_repeats:
+                    from .candidates import concat_tables
+                    from .stitched_flaws import make_stitched_training_table
+
+                    stitched, stitched_labels = make_stitched_training_table(
+                        volumes,
+                        screener=self.screener_,
+                        n_repeats=self.stitched_repeats,
+                        z_subsample=tuple(self.z_subsample),
+                        spacing=spacing,
+                        random_state=self.random_state,
+                    )
+                    table = concat_tables([table, stitched])
+                    labels = pd.concat([labels, stitched_labels])
             else:
                 table, labels = self._label_real_pairs(volumes, _as_volumes(y, "y"), spacing)
             counts = {int(k): int(v) for k, v in labels.value_counts().items()}
