@@ -475,8 +475,9 @@ def _majority_owner(labels: np.ndarray, reference: np.ndarray) -> tuple[np.ndarr
     inside = labels != 0
     ids, inverse = np.unique(labels[inside], return_inverse=True)
     ref_ids, ref_inverse = np.unique(reference[inside], return_inverse=True)
-    keys, counts = np.unique(inverse.astype(np.int64) * len(ref_ids) + ref_inverse,
-                             return_counts=True)
+    keys, counts = np.unique(
+        inverse.astype(np.int64) * len(ref_ids) + ref_inverse, return_counts=True
+    )
     label_pos, ref_pos = keys // len(ref_ids), keys % len(ref_ids)
     # Per label, the most voxels first, then the smallest reference id.
     order = np.lexsort((ref_ids[ref_pos], -counts, label_pos))

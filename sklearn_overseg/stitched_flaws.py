@@ -66,8 +66,15 @@ class StitchedVolume:
     settings: dict = field(default_factory=dict)
 
 
-def _draw(value: Any, name: str, rng: np.random.RandomState, *, integer: bool, low: float,
-          high: float | None) -> float:
+def _draw(
+    value: Any,
+    name: str,
+    rng: np.random.RandomState,
+    *,
+    integer: bool,
+    low: float,
+    high: float | None,
+) -> float:
     """One value from a number or a ``(low, high)`` range, checked against bounds."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -87,8 +94,9 @@ def _draw(value: Any, name: str, rng: np.random.RandomState, *, integer: bool, l
     return int(value) if integer else float(value)
 
 
-def _cut_in_two(slices: np.ndarray, mask_ids: np.ndarray, next_id: int,
-                rng: np.random.RandomState) -> int:
+def _cut_in_two(
+    slices: np.ndarray, mask_ids: np.ndarray, next_id: int, rng: np.random.RandomState
+) -> int:
     """Cut each listed 2D mask by a random line through its centroid; returns the next id."""
     boxes = ndimage.find_objects(slices)
     for mask_id in mask_ids:
