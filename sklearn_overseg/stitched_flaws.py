@@ -69,7 +69,7 @@ class StitchedVolume:
 def _draw(
     value: Any,
     name: str,
-    rng: np.random.RandomState | None,
+    rng: np.random.RandomState,
     *,
     integer: bool,
     low: float,
@@ -101,7 +101,8 @@ def _check_setting(value: Any, name: str, *, integer: bool, high: float | None) 
             f"{name} must be a number here, got {value!r}; (low, high) ranges are drawn "
             "by synthesize_stitched."
         )
-    return _draw(value, name, None, integer=integer, low=0, high=high)
+    # A single number draws nothing: no generator is needed.
+    return _draw(value, name, None, integer=integer, low=0, high=high)  # type: ignore[arg-type]
 
 
 def _cut_in_two(
