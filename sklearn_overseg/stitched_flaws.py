@@ -94,17 +94,6 @@ def _draw(
     return int(value) if integer else float(value)
 
 
-def _check_setting(value: Any, name: str, *, integer: bool, high: float | None) -> float:
-    """One fixed setting, checked like a drawn one; ranges belong to synthesize_stitched."""
-    if isinstance(value, (tuple, list)):
-        raise TypeError(
-            f"{name} must be a number here, got {value!r}; (low, high) ranges are drawn "
-            "by synthesize_stitched."
-        )
-    # A single number draws nothing: no generator is needed.
-    return _draw(value, name, None, integer=integer, low=0, high=high)  # type: ignore[arg-type]
-
-
 def _cut_in_two(
     slices: np.ndarray, mask_ids: np.ndarray, next_id: int, rng: np.random.RandomState
 ) -> int:
@@ -124,6 +113,17 @@ def _cut_in_two(
         crop[zs[side], ys[side], xs[side]] = next_id
         next_id += 1
     return next_id
+
+
+def _check_setting(value: Any, name: str, *, integer: bool, high: float | None) -> float:
+    """One fixed setting, checked like a drawn one; ranges belong to synthesize_stitched."""
+    if isinstance(value, (tuple, list)):
+        raise TypeError(
+            f"{name} must be a number here, got {value!r}; (low, high) ranges are drawn "
+            "by synthesize_stitched."
+        )
+    # A single number draws nothing: no generator is needed.
+    return _draw(value, name, None, integer=integer, low=0, high=high)  # type: ignore[arg-type]
 
 
 def segment_layers(
