@@ -333,7 +333,7 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
     >>> table = LateralScreener().screen(vol)
     >>> features = LateralFeatures().fit_transform(table)
     >>> features.shape
-    (1, 17)
+    (1, 19)
     """
 
     _parameter_constraints: ClassVar[dict] = {"n_jobs": [Integral, None]}
@@ -364,7 +364,7 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_rows, 17)
+        features : ndarray of shape (n_rows, 19)
         """
         check_is_fitted(self, "n_features_in_")
         _check_lateral_table(X)

@@ -40,8 +40,7 @@ def _check_slices(labels2d: Any) -> np.ndarray:
         labels2d = np.stack([np.asarray(layer) for layer in labels2d])
     if labels2d is None or isinstance(labels2d, (str, bytes, dict)):
         raise TypeError(
-            f"labels2d must be a (Z, Y, X) stack of 2D label images, got "
-            f"{type(labels2d).__name__}."
+            f"labels2d must be a (Z, Y, X) stack of 2D label images, got {type(labels2d).__name__}."
         )
     stack = np.asarray(labels2d)
     if stack.dtype == object:

@@ -121,6 +121,17 @@ def _cut_in_two(
     return next_id
 
 
+def _check_setting(value: Any, name: str, *, integer: bool, high: float | None) -> float:
+    """One fixed setting, checked like a drawn one; ranges belong to synthesize_stitched."""
+    if isinstance(value, (tuple, list)):
+        raise TypeError(
+            f"{name} must be a number here, got {value!r}; (low, high) ranges are drawn "
+            "by synthesize_stitched."
+        )
+    # A single number draws nothing: no generator is needed.
+    return _draw(value, name, None, integer=integer, low=0, high=high)  # type: ignore[arg-type]
+
+
 def segment_layers(
     ground_truth: Any,
     *,
@@ -151,8 +162,19 @@ def segment_layers(
     slices : ndarray of shape (Z, Y, X), dtype int64
         One id per 2D mask, unique over the stack (so ids never repeat across layers),
         0 = background.
+
+    Raises
+    ------
+    TypeError
+        If a setting is not a number (ranges are for :func:`synthesize_stitched`).
+    ValueError
+        If a rate is outside ``[0, 1]`` or ``min_area`` is negative.
     """
     gt = check_label_volume(ground_truth, name="ground_truth")
+    min_area = _check_setting(min_area, "min_area", integer=True, high=None)
+    miss_rate = _check_setting(miss_rate, "miss_rate", integer=False, high=1)
+    boundary_rate = _check_setting(boundary_rate, "boundary_rate", integer=False, high=1)
+    cut_rate = _check_setting(cut_rate, "cut_rate", integer=False, high=1)
     rng = check_random_state(random_state)
     # Every connected piece of a cross-section is its own 2D mask, as a 2D segmenter sees it.
     slices = np.zeros(gt.shape, dtype=np.int64)
