@@ -18,7 +18,8 @@ The recipe (also in ``docs/model_card.md``):
   tips (10-60 px), missed masks (0-10 %), boundaries off by a pixel (0-50 %) and cut
   cross-sections (0-5 %), linked by IoU (0.1-0.5), candidates labelled by majority
   overlap (:func:`sklearn_overseg.stitched_flaws.make_stitched_training_table`);
-- screening: axial gaps of 0-3 layers and pieces that share a layer (lateral);
+- screening: axial gaps of 0-3 layers and pieces that share a layer (lateral), touching
+  or one pixel apart in-plane;
 - axial features: Geo-Wasserstein (paper statistics), overlap topology, cell context,
   gap; lateral features: :class:`sklearn_overseg.lateral.LateralFeatures`;
 - classifiers: per kind, a soft vote of paper MLPs (128-64-32, dropout 0.3) with seeds
@@ -83,7 +84,7 @@ def main() -> None:
         screener=CombinedScreener(
             axial=AxialGapScreener(max_gap=args.max_gap),
             contact="drop",
-            lateral=LateralScreener(),
+            lateral=LateralScreener(max_distance=2),
         ),
         classifier=KindClassifier(
             axial=make_default_pipeline(n_ensemble=args.ensemble, random_state=0),

@@ -40,7 +40,30 @@ __all__ = ["LateralFeatures", "LateralScreener", "lateral_pairs"]
 _KEY = np.int64(1) << 31
 
 
-def lateral_pairs(index: CellIndex, *, max_shared_layers: int = 1) -> pd.DataFrame:
+def _in_plane_offsets(max_distance: int) -> list[tuple[int, int]]:
+    """In-plane offsets (dy, dx), one of each +/- pair, up to ``max_distance`` pixels."""
+    return [
+        (dy, dx)
+        for dy in range(0, max_distance + 1)
+        for dx in range(-max_distance, max_distance + 1)
+        if (dy > 0 or dx > 0) and dy * dy + dx * dx <= max_distance * max_distance
+    ]
+
+
+def _shifted_pairs(volume, dy: int, dx: int):
+    """Views ``first, second`` of the volume such that second is first moved by (dy, dx)."""
+    ny, nx = volume.shape[1], volume.shape[2]
+    ys0, ys1 = slice(0, ny - dy), slice(dy, ny)
+    if dx >= 0:
+        xs0, xs1 = slice(0, nx - dx), slice(dx, nx)
+    else:
+        xs0, xs1 = slice(-dx, nx), slice(0, nx + dx)
+    return volume[:, ys0, xs0], volume[:, ys1, xs1]
+
+
+def lateral_pairs(
+    index: CellIndex, *, max_shared_layers: int = 1, max_distance: int = 1
+) -> pd.DataFrame:
     """Pairs of cells that touch in-plane and share at most ``max_shared_layers`` layers.
 
     Parameters
@@ -48,6 +71,10 @@ def lateral_pairs(index: CellIndex, *, max_shared_layers: int = 1) -> pd.DataFra
     index : CellIndex
     max_shared_layers : int, default=1
         Largest overlap of the two z-ranges (in layers).
+    max_distance : int, default=1
+        In-plane distance in pixels at which two labels count as touching: 1 is a
+        shared pixel edge; 2 also pairs pieces one pixel apart (a cut whose boundary a
+        segmenter eroded) and diagonal neighbours.
 
     Returns
     -------
@@ -59,7 +86,8 @@ def lateral_pairs(index: CellIndex, *, max_shared_layers: int = 1) -> pd.DataFra
     volume = index.volume
     columns = ("pos_a", "pos_b", "gap", "overlap_px", "contact_px")
     keys = []
-    for first, second in ((volume[:, :-1], volume[:, 1:]), (volume[:, :, :-1], volume[:, :, 1:])):
+    for dy, dx in _in_plane_offsets(max_distance):
+        first, second = _shifted_pairs(volume, dy, dx)
         touch = (first != second) & (first != 0) & (second != 0)
         if touch.any():
             pa = index.positions(first[touch]).astype(np.int64)
@@ -125,6 +153,9 @@ class LateralScreener(BaseScreener):
         Largest overlap of the two labels' z-ranges, in layers. The pieces of a
         cross-section cut by a 2D segmenter share one layer; distinct neighbouring
         cells usually share many.
+    max_distance : int, default=1
+        In-plane distance in pixels at which two labels count as touching (see
+        :func:`lateral_pairs`).
     context_layers : int, default=2
         Layers kept above and below the shared ones in each row's geometry.
     spacing : tuple of float, optional
@@ -145,6 +176,7 @@ class LateralScreener(BaseScreener):
 
     _parameter_constraints: ClassVar[dict] = {
         "max_shared_layers": [Interval(Integral, 1, None, closed="left")],
+        "max_distance": [Interval(Integral, 1, None, closed="left")],
         "context_layers": [Interval(Integral, 1, None, closed="left")],
         "spacing": ["array-like", None],
         "n_jobs": [Integral, None],
@@ -155,11 +187,13 @@ class LateralScreener(BaseScreener):
     def __init__(
         self,
         max_shared_layers: int = 1,
+        max_distance: int = 1,
         context_layers: int = 2,
         spacing=None,
         n_jobs: int | None = None,
     ) -> None:
         self.max_shared_layers = max_shared_layers
+        self.max_distance = max_distance
         self.context_layers = context_layers
         self.spacing = spacing
         self.n_jobs = n_jobs
@@ -190,7 +224,9 @@ class LateralScreener(BaseScreener):
         index, spacing = self._prepare(volume, spacing, index)
         if not isinstance(index.volume, np.ndarray):
             index = dataclasses.replace(index, volume=np.asarray(index.volume))
-        pairs = lateral_pairs(index, max_shared_layers=self.max_shared_layers)
+        pairs = lateral_pairs(
+            index, max_shared_layers=self.max_shared_layers, max_distance=self.max_distance
+        )
         return build_table(
             index,
             pairs,

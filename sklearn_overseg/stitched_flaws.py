@@ -334,7 +334,7 @@ def make_stitched_training_table(
     screener : screener, optional
         Anything with ``screen(volume, volume_id=..., spacing=...)``; defaults to
         ``CombinedScreener(axial=AxialGapScreener(max_gap=3), contact="drop",
-        lateral=LateralScreener())``.
+        lateral=LateralScreener(max_distance=2))``, the screening of the shipped model.
     n_repeats : int, default=2
         Draws per volume and subsampling factor.
     z_subsample : sequence of int, default=(1,)
@@ -376,7 +376,9 @@ def make_stitched_training_table(
         from .screening import AxialGapScreener
 
         screener = CombinedScreener(
-            axial=AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener()
+            axial=AxialGapScreener(max_gap=3),
+            contact="drop",
+            lateral=LateralScreener(max_distance=2),
         )
     if spacing is not None:
         spacing = check_spacing(spacing)
