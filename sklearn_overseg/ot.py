@@ -63,22 +63,51 @@ from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
-import ot as pot
 from scipy.spatial.distance import cdist
 from sklearn.utils import check_random_state
 
 from ._validation import check_spacing
 
-# The solver behind ``ot.emd2``, called directly to skip ~0.1 ms of checks per call.
-# ``_emd2`` mirrors POT 0.9.7's wrapper; any other version goes through ``ot.emd2``.
-_emd_c: Any = None
-_check_result: Any = None
-if pot.__version__.startswith("0.9.7"):
-    try:
-        from ot.lp.emd_wrap import check_result as _check_result
-        from ot.lp.emd_wrap import emd_c as _emd_c
-    except ImportError:  # pragma: no cover - unexpected layout: keep ``ot.emd2``
-        _emd_c = _check_result = None
+# POT is imported on first use, not with this module: ``import ot`` also imports its
+# optional backends (torch among them, several seconds), which the command line only
+# pays when a distance is actually computed (and there with those backends disabled).
+_POT_NAMES = ("pot", "_emd_c", "_check_result")
+
+
+def _load_pot() -> None:
+    """Import POT and bind ``pot``, ``_emd_c`` and ``_check_result`` in this module.
+
+    The solver behind ``ot.emd2`` is called directly to skip ~0.1 ms of checks per call;
+    ``_emd2`` mirrors POT 0.9.7's wrapper, and any other version goes through ``ot.emd2``
+    (``_emd_c`` is None).
+    """
+    import ot as pot
+
+    emd_c = check_result = None
+    if pot.__version__.startswith("0.9.7"):
+        try:
+            from ot.lp.emd_wrap import check_result, emd_c
+        except ImportError:  # pragma: no cover - unexpected layout: keep ``ot.emd2``
+            emd_c = check_result = None
+    namespace = globals()
+    # Values set beforehand (a test forcing the ``ot.emd2`` path) are kept.
+    namespace.setdefault("_emd_c", emd_c)
+    namespace.setdefault("_check_result", check_result)
+    namespace.setdefault("pot", pot)
+
+
+def _pot(name: str) -> Any:
+    namespace = globals()
+    if name not in namespace:
+        _load_pot()
+    return namespace[name]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _POT_NAMES:
+        return _pot(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["DEFAULT_MAX_EXACT_POINTS", "mask_wasserstein", "pairwise_layer_distances"]
 
@@ -219,10 +248,11 @@ def _emd2(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
     sum_a, sum_b = a.sum(0), b.sum(0, keepdims=True)
     b_solver = b * sum_a / sum_b
     # POT's own marginal check (``decimal=6``) and zero-weight filtering stay with POT.
-    if _emd_c is None or not (abs(sum_a - sum_b[0]) < 1.5e-6 and a.all() and b_solver.all()):
-        return float(pot.emd2(a, b, cost, numItermax=_NUM_ITER_MAX))
-    _plan, value, _u, _v, code = _emd_c(a, b_solver, cost, _NUM_ITER_MAX, 1, None, None)
-    _check_result(code)
+    emd_c = _pot("_emd_c")
+    if emd_c is None or not (abs(sum_a - sum_b[0]) < 1.5e-6 and a.all() and b_solver.all()):
+        return float(_pot("pot").emd2(a, b, cost, numItermax=_NUM_ITER_MAX))
+    _plan, value, _u, _v, code = emd_c(a, b_solver, cost, _NUM_ITER_MAX, 1, None, None)
+    _pot("_check_result")(code)
     return float(value)
 
 
