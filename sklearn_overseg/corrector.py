@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._progress import stage
 from ._validation import check_label_volume, check_n_jobs, check_spacing
 from .candidates import PairGeometry
 from .metrics import mean_average_precision
@@ -222,6 +223,7 @@ class SegmentationCorrector(BaseEstimator):
             raise ValueError("X is empty: fit needs at least one volume.")
         self.screener_ = self._make_screener()
         with parallel_config(n_jobs=self.n_jobs):
+            stage("training pairs")
             if y is None:
                 table, labels = make_training_table(
                     volumes,
@@ -247,6 +249,7 @@ class SegmentationCorrector(BaseEstimator):
                     f"the training pairs hold a single class ({counts}): give more or "
                     "larger volumes, or raise split_fraction."
                 )
+            stage("features and classifier")
             self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
         self.spacing_ = spacing
         self.n_training_pairs_ = len(table)
@@ -344,9 +347,11 @@ class SegmentationCorrector(BaseEstimator):
         lazy = is_lazy(volume) or (out is not None and is_lazy(out))
         screener = self.screener_
         with parallel_config(n_jobs=self.n_jobs):
+            stage("index")
             index = index_volume(volume, slab_layers=slab)
             if len(index) == 0:
                 raise ValueError("volume has no labelled voxel: every voxel is 0 (background).")
+            stage("screen")
             if type(screener).screen is AxialGapScreener.screen:
                 table = screen_blockwise(
                     screener, index, volume_id=str(volume_id), spacing=spacing, slab_layers=slab
@@ -355,6 +360,7 @@ class SegmentationCorrector(BaseEstimator):
                 if len(table) == 0:
                     proba = np.zeros(0)
                 elif split is not None:
+                    stage("features")
                     featurizer, head = split
                     features = featurize_blockwise(
                         featurizer, table, index, spacing=spacing, slab_layers=block
@@ -370,15 +376,19 @@ class SegmentationCorrector(BaseEstimator):
                             stacklevel=2,
                         )
                     table = self._screen_in_memory(index, volume_id, spacing)
+                    stage("features")
                     proba = self.predict_proba_table(table)
             else:
                 # Re-slicing tilted contacts needs the pair's whole neighbourhood: contact
                 # screening runs on the volume in memory.
                 table = self._screen_in_memory(index, volume_id, spacing)
+                stage("features")
                 proba = self.predict_proba_table(table)
+            stage("merge")
             canvas, out = make_canvas(volume, out, lazy)
             decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
             if lazy:
+                stage("write")
                 if out is None:
                     out = np.empty(volume.shape, dtype=volume.dtype)
                 canvas.write(out, slab_layers=slab)
