@@ -59,12 +59,14 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _add(parser, *flags: str, default_text: str | None = None, **kwargs) -> argparse.Action:
-    """``add_argument`` with ``(default: ...)`` appended to the help of every option.
+    """``add_argument`` with ``(default: ...)`` (or ``(required)``) appended to the help.
 
     ``default_text`` names a default that is not a plain value ("the shipped model");
     otherwise the default itself is shown, and ``off`` for flags.
     """
-    if flags[0].startswith("-"):
+    if kwargs.get("required"):
+        kwargs["help"] = f"{kwargs['help']} (required)"
+    elif flags[0].startswith("-"):
         if default_text is None:
             if kwargs.get("action") == "store_true":
                 default_text = "off"
@@ -160,8 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("correct", "correct a label volume")
     p.add_argument("input", help="the label volume to correct (.tif .h5 .zarr .npy .npz)")
-    p.add_argument(
-        "-o", "--output", required=True, help="the corrected volume; its extension sets the format"
+    _add(
+        p,
+        "-o",
+        "--output",
+        required=True,
+        help="the corrected volume; its extension sets the format",
     )
     _add(p, "--model", help="model directory from overseg train", default_text="the shipped model")
     _screening(p, "the model's own")
@@ -231,13 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("stitch", "link a stack of per-layer 2D labels into a 3D label volume")
     p.add_argument("input", help="a (Z, Y, X) stack, each layer labelled on its own")
-    p.add_argument("-o", "--output", required=True, help="the stitched 3D label volume")
+    _add(p, "-o", "--output", required=True, help="the stitched 3D label volume")
     _stitching(p)
     _common(p)
 
     p = command("screen", "write the candidate table as CSV")
     p.add_argument("input", help="the label volume to screen")
-    p.add_argument("-o", "--output", required=True, help="the candidate table (CSV)")
+    _add(p, "-o", "--output", required=True, help="the candidate table (CSV)")
     _screening(p, "1")
     _common(p)
 
@@ -245,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "ground_truth", nargs="+", help="ground-truth label volumes (flaws are synthesised)"
     )
-    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    _add(p, "-o", "--output", required=True, help="model directory to write")
     _screening(p, "1")
     _add(
         p,
