@@ -13,8 +13,10 @@ uses. ``benchmarks/startup.py`` measures it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 from ._cli_parser import EXIT_CODES, UserError, build_parser, check_arguments
 
@@ -22,18 +24,27 @@ __all__ = ["EXIT_CODES", "build_parser", "main"]
 
 # POT imports every optional backend it finds (torch, jax, tensorflow, cupy) when it is
 # imported: several seconds for torch alone. The command gives POT numpy arrays only,
-# so it turns them off; worker processes inherit the setting.
-_POT_BACKEND_SWITCHES = (
+# so it turns them off, and asks for POT without its optional extras (see
+# ``sklearn_overseg.ot.import_pot``); worker processes inherit the environment.
+_LEAN_POT_ENVIRONMENT = (
     "POT_BACKEND_DISABLE_PYTORCH",
     "POT_BACKEND_DISABLE_JAX",
     "POT_BACKEND_DISABLE_TENSORFLOW",
     "POT_BACKEND_DISABLE_CUPY",
+    "SKLEARN_OVERSEG_LEAN_POT",
 )
 
 
-def _without_pot_backends() -> None:
-    for name in _POT_BACKEND_SWITCHES:
-        os.environ.setdefault(name, "1")
+@contextlib.contextmanager
+def _lean_pot() -> Iterator[None]:
+    """Set the variables above for one command (unless set already); restore them after."""
+    added = [name for name in _LEAN_POT_ENVIRONMENT if name not in os.environ]
+    os.environ.update(dict.fromkeys(added, "1"))
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_arguments(args)
-        _without_pot_backends()
         from ._cli_commands import COMMANDS
 
-        return COMMANDS[args.command](args)
+        with _lean_pot():
+            return COMMANDS[args.command](args)
     except (UserError, ValueError, TypeError, KeyError, OSError) as exc:
         if os.environ.get("OVERSEG_DEBUG"):
             raise  # the full traceback, to tell a bug from a user error

@@ -190,6 +190,9 @@ def _solver() -> tuple[Any, Any]:
     """
     namespace = globals()
     if "emd_c" not in namespace:
+        from .ot import _import_pot
+
+        _import_pot()
         from ot.lp.emd_wrap import check_result, emd_c
 
         namespace.setdefault("emd_c", emd_c)

@@ -59,6 +59,8 @@ Methods
 from __future__ import annotations
 
 import math
+import os
+import sys
 from numbers import Integral
 from typing import Any, NamedTuple
 
@@ -72,6 +74,38 @@ from ._validation import check_spacing
 # optional backends (torch among them, several seconds), which the command line only
 # pays when a distance is actually computed (and there with those backends disabled).
 _POT_NAMES = ("pot", "_emd_c", "_check_result")
+#: Set by the ``overseg`` command (and so inherited by its worker processes).
+_LEAN_POT_VARIABLE = "SKLEARN_OVERSEG_LEAN_POT"
+# What POT tries to import, each in its own ``try/except ImportError``, for solvers this
+# package never calls: networkx (graph partitions of quantised Gromov-Wasserstein) and
+# scikit-learn's clustering (k-means initialisations). Together ~0.5 s, most of the cost
+# of ``import ot`` once its backends are disabled.
+_POT_OPTIONAL = ("networkx", "sklearn.cluster")
+
+
+def _import_pot() -> Any:
+    """``import ot``; in the ``overseg`` command's processes without POT's optional extras.
+
+    With :data:`_LEAN_POT_VARIABLE` set, the modules of ``_POT_OPTIONAL`` are marked
+    missing while POT imports itself (``sys.modules[name] = None`` makes an import raise
+    ``ImportError``, which POT catches) and unmarked straight after, so anything imported
+    later sees them as usual; only POT's own flags for them stay off in that process.
+    Library users are not affected unless they set the variable.
+    """
+    if "ot" in sys.modules or not os.environ.get(_LEAN_POT_VARIABLE):
+        import ot
+
+        return ot
+    blocked = [name for name in _POT_OPTIONAL if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import ot
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return ot
 
 
 def _load_pot() -> None:
@@ -81,8 +115,7 @@ def _load_pot() -> None:
     ``_emd2`` mirrors POT 0.9.7's wrapper, and any other version goes through ``ot.emd2``
     (``_emd_c`` is None).
     """
-    import ot as pot
-
+    pot = _import_pot()
     emd_c = check_result = None
     if pot.__version__.startswith("0.9.7"):
         try:
