@@ -413,12 +413,12 @@ def cmd_evaluate(args) -> int:
 # --------------------------------------------------------------------------------- demo
 _NEXT_STEPS = """\
 next steps:
-  overseg correct LABELS.tif -o corrected.tif --report decisions.csv   # your own volume
-  overseg correct LABELS.tif -o corrected.tif --screen both     # also tilted cuts
-  overseg stitch SLICES.tif -o labels.tif    # per-layer 2D masks (Cellpose...) into 3D
-  overseg evaluate corrected.tif ground_truth.tif     # mAP and Jaccard against a truth
-  overseg demo -o demo.tif --report demo.csv     # keep this demo's volume and decisions
-  overseg COMMAND --help     # every option with its default; docs/cli.md"""
+  overseg correct LABELS.tif -o corrected.tif --report decisions.csv    # your own volume
+  overseg correct LABELS.tif -o corrected.tif --screen both             # tilted cuts too
+  overseg stitch SLICES.tif -o labels.tif                               # 2D masks per layer into 3D
+  overseg evaluate corrected.tif ground_truth.tif                       # mAP against a ground truth
+  overseg demo -o demo.tif --report demo.csv                            # keep this demo's results
+  overseg COMMAND --help                                                # options and defaults"""
 
 
 def cmd_demo(args) -> int:
