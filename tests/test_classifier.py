@@ -411,3 +411,25 @@ def test_numpy_inference_equals_torch_after_fit(data):
     # Training further changes the net; predictions follow it.
     clf.net_.partial_fit(clf._check_X(X), y.astype(np.float32))
     assert_allclose(clf.predict_proba(X), _torch_proba(clf, X), rtol=1e-6, atol=1e-12)
+
+
+def test_predict_runs_blas_single_threaded_and_restores_it(data, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    X, y = data
+    clf = OversegMLPClassifier(**FAST, random_state=0).fit(X, y)
+    before = blas_threads()
+    seen = []
+    real = classifier_module._forward
+
+    def spy(*args):
+        seen.append(blas_threads())
+        return real(*args)
+
+    monkeypatch.setattr(classifier_module, "_forward", spy)
+    clf.predict_proba(X)
+    assert seen and all(set(threads) == {1} for threads in seen)
+    assert blas_threads() == before
