@@ -271,6 +271,20 @@ def test_progress_names_each_step_on_a_terminal_only(files, tmp_path, capsys, mo
         assert f"correct: {step}" in err, (step, err)
     code, _, err = run(capsys, "screen", files["flawed"], "-o", tmp_path / "s.csv")
     assert code == 0 and "screen: screen" in err
+    code, _, err = run(
+        capsys,
+        "train",
+        files["gt"],
+        "-o",
+        tmp_path / "m",
+        "--repeats",
+        "1",
+        "--split-fraction",
+        "0.5",
+    )
+    assert code == 0, err
+    for step in ("read", "training pairs", "features and classifier", "save"):
+        assert f"train: {step}" in err, (step, err)
     code, out, err = run(capsys, "correct", files["flawed"], "-o", tmp_path / "b.tif", "-q")
     assert code == 0 and out == "" and err == ""
     monkeypatch.setattr(commands, "_on_terminal", lambda: False)
