@@ -48,7 +48,7 @@ def _epilog() -> str:
 
 
 _EPILOG = _epilog()
-_DEFAULT_IOU = 0.25
+_DEFAULT_IOU = 0.25  # stitch_slices' default (tests/test_cli_options.py checks)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

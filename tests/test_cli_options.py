@@ -379,3 +379,12 @@ def test_correct_stitched_slices_stitches_then_corrects(files, tmp_path, capsys)
     assert code == 2
     assert_one_line_error(err, "--relabel-layers")
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists()
+
+
+def test_iou_default_is_stitch_slices_default():
+    import inspect
+
+    from sklearn_overseg import _cli_parser
+
+    default = inspect.signature(stitch_slices).parameters["iou_threshold"].default
+    assert _cli_parser._DEFAULT_IOU == default
