@@ -593,7 +593,8 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         if module_state is None:
             self.__dict__.pop("_module_state", None)
             return
-        self._validate_hyperparameters()  # a tampered config fails on load, not later
+        hp = self._validate_hyperparameters()  # a tampered config fails on load, not later
+        _check_module_state(module_state, int(self.n_features_in_), hp["hidden_units"])
         self._module_state = {name: np.asarray(value) for name, value in module_state.items()}
 
     def _rebuild_net(self, module_state: Mapping[str, np.ndarray]) -> NeuralNetBinaryClassifier:
@@ -618,6 +619,49 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         )
         net.module_.eval()
         return net
+
+
+def _module_shapes(n_features: int, hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the ``state_dict`` of ``OversegMLPModule(n_features, hidden)``.
+
+    Derived without building the module (that would import torch); the tests compare it
+    with the torch module's own ``state_dict``.
+    """
+    shapes: dict[str, tuple[int, ...]] = {"mean": (n_features,), "scale": (n_features,)}
+    width = n_features
+    for k, units in enumerate(hidden):
+        # Each hidden block is (Linear, ReLU, Dropout): the Linears are hidden.0, .3, .6, ...
+        shapes[f"hidden.{3 * k}.weight"] = (units, width)
+        shapes[f"hidden.{3 * k}.bias"] = (units,)
+        width = units
+    shapes["output.weight"] = (1, width)
+    shapes["output.bias"] = (1,)
+    return shapes
+
+
+def _check_module_state(stored: Mapping[str, Any], n_features: int, hidden) -> None:
+    """Refuse stored weights that do not fit the network of ``hidden``, or are not finite.
+
+    Checked on load, in numpy: a mismatch would otherwise surface as a shape error deep in
+    the first prediction, and NaN weights would turn every probability into NaN.
+    """
+    expected = _module_shapes(n_features, tuple(hidden))
+    names, wanted = set(stored), set(expected)
+    if names != wanted:
+        extra, missing = sorted(names - wanted), sorted(wanted - names)
+        raise ValueError(
+            f"the stored network weights do not fit hidden_units={tuple(hidden)}: "
+            f"unexpected {extra or 'none'}, missing {missing or 'none'}."
+        )
+    for name, shape in expected.items():
+        value = np.asarray(stored[name])
+        if value.shape != shape or value.dtype != np.float32:
+            raise ValueError(
+                f"stored weight {name!r} has shape {value.shape} and dtype {value.dtype}, but "
+                f"the network of hidden_units={tuple(hidden)} needs {shape} float32."
+            )
+        if not np.isfinite(value).all():
+            raise ValueError(f"stored weight {name!r} holds NaN or infinite values.")
 
 
 def _float64_layers(

@@ -433,3 +433,37 @@ def test_predict_runs_blas_single_threaded_and_restores_it(data, monkeypatch):
     clf.predict_proba(X)
     assert seen and all(set(threads) == {1} for threads in seen)
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("hidden", [(), (7,), (16, 8), (128, 64, 32)])
+def test_module_shapes_match_the_torch_module(hidden):
+    module = OversegMLPModule(5, hidden_units=hidden)
+    torch_shapes = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    assert classifier_module._module_shapes(5, hidden) == torch_shapes
+    dtypes = {str(t.dtype) for t in module.state_dict().values()}
+    assert dtypes == {"torch.float32"}
+
+
+def test_stored_weights_are_checked_on_load(data):
+    X, y = data
+    clf = OversegMLPClassifier(**FAST, random_state=0).fit(X, y)
+    state = clf._get_persist_state()
+
+    def load(module_state):
+        fresh = OversegMLPClassifier(**FAST, random_state=0)
+        fresh._set_persist_state({**state, "module_state": module_state})
+        return fresh
+
+    assert_array_equal(load(state["module_state"]).predict_proba(X), clf.predict_proba(X))
+    bad = dict(state["module_state"])
+    bad["output.bias"] = np.array([np.nan], dtype=np.float32)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        load(bad)
+    bad = dict(state["module_state"])
+    bad["hidden.0.weight"] = bad["hidden.0.weight"].astype(np.float64)
+    with pytest.raises(ValueError, match="dtype float64"):
+        load(bad)
+    bad = dict(state["module_state"])
+    del bad["hidden.3.bias"]
+    with pytest.raises(ValueError, match=r"hidden_units=\(16, 8\).*missing \['hidden.3.bias'\]"):
+        load(bad)
