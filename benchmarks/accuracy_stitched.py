@@ -184,15 +184,14 @@ def make_corrector(model: Path | None, screen: str, max_gap: int | None, thresho
     """The corrector ``overseg correct [--model M] --screen S [--max-gap G]`` would use."""
     from sklearn.base import clone
 
-    from sklearn_overseg.cli import _load_model, _screener
+    from sklearn_overseg._cli_commands import _load_model, _screener, _with_max_gap
 
     corrector = _load_model(model, screen)
     if model is not None and screen != "axial":
         # A user's model judges whatever screening is asked for.
         corrector.screener_ = clone(_screener(screen, max_gap))
     elif max_gap is not None:
-        key = "max_gap" if screen == "axial" else "axial__max_gap"
-        corrector.screener_ = clone(corrector.screener_).set_params(**{key: max_gap})
+        corrector.screener_ = _with_max_gap(corrector.screener_, max_gap)
     return corrector.set_params(threshold=threshold)
 
 

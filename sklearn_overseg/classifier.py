@@ -17,6 +17,12 @@ and keeps it as ``net_``, rather than a subclass of the skorch net. Why:
 * persistence without pickle only has to store the torch ``state_dict`` and the few
   learned attributes (:meth:`_get_persist_state` / :meth:`_set_persist_state`).
 
+Inference runs in numpy (the module's forward pass in eval mode: standardise, Linear and
+ReLU, dropout off, sigmoid), so a loaded model predicts without importing torch or skorch
+(about 6 s of start-up on a shared 2-core machine); they are imported by ``fit`` and by
+the first access to ``net_``. ``tests/test_classifier.py`` checks the numpy
+probabilities against the torch module's.
+
 Extra skorch settings pass through ``**kwargs`` with skorch's prefixes (for instance
 ``optimizer__weight_decay=1e-4`` or ``iterator_train__num_workers=0``); they are part of
 ``get_params`` so they survive ``clone`` and can be searched by ``GridSearchCV``.
@@ -27,7 +33,7 @@ so weight initialisation, dropout masks and mini-batch shuffling are all seeded,
 are bit-identical, and the caller's global torch RNG state is left untouched. The
 validation split uses the same seed.
 
-Threads: fitting and predicting run with one torch thread (:func:`_one_torch_thread`), and
+Threads: fitting runs with one torch thread (:func:`_one_torch_thread`), and
 the caller's setting is restored afterwards. For a network this small, intra-op threading
 only adds synchronisation: on the shared 2-core machine a 30-epoch fit took 0.13-0.3 s
 with one thread and 3.7-9.7 s with two while other processes were busy. It also makes
@@ -37,23 +43,19 @@ results independent of the thread count a joblib/loky worker happens to get.
 from __future__ import annotations
 
 import contextlib
-import copy
 import numbers
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch import NeuralNetBinaryClassifier
-from skorch.callbacks import EarlyStopping
-from skorch.dataset import ValidSplit
 
-from ._modules import OversegMLPModule
+if TYPE_CHECKING:
+    from skorch import NeuralNetBinaryClassifier
 
 __all__ = ["OversegMLPClassifier"]
 
@@ -85,6 +87,8 @@ def _one_torch_thread() -> Iterator[None]:
     setting nor leave it at 1.
     """
     global _threads_users, _threads_saved
+    import torch
+
     with _THREADS_LOCK:
         if _threads_users == 0:
             _threads_saved = torch.get_num_threads()
@@ -98,6 +102,40 @@ def _one_torch_thread() -> Iterator[None]:
             _threads_users -= 1
             if _threads_users == 0 and torch.get_num_threads() != _threads_saved:
                 torch.set_num_threads(_threads_saved)
+
+
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0
+_blas_controller: Any = None
+_blas_limiter: Any = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run numpy's BLAS single-threaded; reference-counted like :func:`_one_torch_thread`.
+
+    The forward pass multiplies small matrices (a candidate table by a few hundred
+    weights), where BLAS threads only wait for each other: on the shared 2-core machine
+    163 rows took 125-143 ms with two threads against 24 ms with one.
+    """
+    global _blas_users, _blas_controller, _blas_limiter
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            if _blas_controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                # Built once (it scans the loaded libraries, ~10 ms); a limit then costs µs.
+                _blas_controller = ThreadpoolController()
+            _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def _is_net_kwarg(key: str) -> bool:
@@ -160,7 +198,9 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` was a DataFrame with string column names.
     net_ : skorch.NeuralNetBinaryClassifier
-        The trained skorch net; its ``history`` holds the training log.
+        The trained skorch net; its ``history`` holds the training log. A model loaded
+        by :func:`~sklearn_overseg.persistence.load_estimator` builds it (importing torch)
+        on first access; predictions do not need it.
     n_iter_ : int
         Number of epochs trained.
     pos_weight_ : float or None
@@ -350,6 +390,13 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         seed: int,
         use_valid: bool,
     ) -> NeuralNetBinaryClassifier:
+        import torch
+        from skorch import NeuralNetBinaryClassifier
+        from skorch.callbacks import EarlyStopping
+        from skorch.dataset import ValidSplit
+
+        from ._modules import OversegMLPModule
+
         sink = print if self.verbose else _silent
         stopper = EarlyStopping(
             monitor="valid_loss" if use_valid else "train_loss",
@@ -440,9 +487,12 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             seed=seed,
             use_valid=use_valid,
         )
+        import torch
+
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net.fit(X32, y_enc.astype(np.float32))
+        self.__dict__.pop("_module_state", None)  # weights of an earlier load, now stale
         self.net_ = net
         self.n_iter_ = len(net.history)
         return self
@@ -461,18 +511,36 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X32 = self._check_X(X)
-        # float64 inference on the float32 weights: float32 GEMM results depend on the
-        # batch size (~1e-7), which would make a row's probability depend on its batch
-        module = copy.deepcopy(self.net_.module_).to(torch.float64).eval()
+        layers, mean, scale = _float64_layers(self._module_arrays())
         proba = np.empty((X32.shape[0], 2), dtype=np.float64)
-        with _one_torch_thread(), torch.inference_mode():
+        with _one_blas_thread():
             # chunks bound the float64 activations' memory on very large tables
             for start in range(0, X32.shape[0], _PREDICT_CHUNK):
                 rows = slice(start, start + _PREDICT_CHUNK)
-                logits = module(torch.from_numpy(X32[rows].astype(np.float64)))
-                # sigmoid(-z) rather than 1 - sigmoid(z): keeps precision for confident rows
-                proba[rows] = torch.sigmoid(torch.stack([-logits, logits], dim=1)).numpy()
+                logits = _forward(X32[rows], layers, mean, scale)
+                proba[rows, 0] = _sigmoid(-logits)
+                proba[rows, 1] = _sigmoid(logits)
         return proba
+
+    def _module_arrays(self) -> dict[str, np.ndarray]:
+        """The network's ``state_dict`` as numpy arrays, from the net if it was built."""
+        net = self.__dict__.get("net_")
+        if net is None:
+            return self._module_state
+        return {
+            name: tensor.detach().cpu().numpy() for name, tensor in net.module_.state_dict().items()
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        # ``net_`` of a loaded model is built on first use: prediction runs in numpy, so
+        # torch and skorch are imported only by those who fit or inspect the net.
+        if name == "net_":
+            module_state = self.__dict__.get("_module_state")
+            if module_state is not None:
+                net = self._rebuild_net(module_state)
+                self.__dict__["net_"] = net
+                return net
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict class labels (positive when its probability exceeds 0.5).
@@ -503,10 +571,9 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             for key, value in vars(self).items()
             if key.endswith("_") and not key.startswith("_") and key != "net_"
         }
-        if hasattr(self, "net_"):
+        if "net_" in self.__dict__ or "_module_state" in self.__dict__:
             state["module_state"] = {
-                name: tensor.detach().cpu().numpy().copy()
-                for name, tensor in self.net_.module_.state_dict().items()
+                name: np.array(value, copy=True) for name, value in self._module_arrays().items()
             }
         return state
 
@@ -522,8 +589,18 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         module_state = state.pop("module_state", None)
         for key, value in state.items():
             setattr(self, key, value)
+        self.__dict__.pop("net_", None)
         if module_state is None:
+            self.__dict__.pop("_module_state", None)
             return
+        hp = self._validate_hyperparameters()  # a tampered config fails on load, not later
+        _check_module_state(module_state, int(self.n_features_in_), hp["hidden_units"])
+        self._module_state = {name: np.asarray(value) for name, value in module_state.items()}
+
+    def _rebuild_net(self, module_state: Mapping[str, np.ndarray]) -> NeuralNetBinaryClassifier:
+        """A skorch net holding the saved weights (what ``fit`` would have left)."""
+        import torch
+
         hp = self._validate_hyperparameters()
         net = self._build_net(
             hp,
@@ -542,29 +619,91 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             {name: torch.from_numpy(np.array(value)) for name, value in module_state.items()}
         )
         net.module_.eval()
-        self.net_ = net
+        return net
 
 
-def _check_module_state(stored: Mapping[str, Any], built: Mapping[str, Any], hidden) -> None:
-    """Refuse stored weights that do not fit the network built, or are not finite.
+def _module_shapes(n_features: int, hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the ``state_dict`` of ``OversegMLPModule(n_features, hidden)``.
 
-    torch would report a mismatch as a multi-line ``RuntimeError`` and accept NaN
-    weights, which then turn every probability into NaN.
+    Derived without building the module (that would import torch); the tests compare it
+    with the torch module's own ``state_dict``.
     """
-    names, expected = set(stored), set(built)
-    if names != expected:
-        extra, missing = sorted(names - expected), sorted(expected - names)
+    shapes: dict[str, tuple[int, ...]] = {"mean": (n_features,), "scale": (n_features,)}
+    width = n_features
+    for k, units in enumerate(hidden):
+        # Each hidden block is (Linear, ReLU, Dropout): the Linears are hidden.0, .3, .6, ...
+        shapes[f"hidden.{3 * k}.weight"] = (units, width)
+        shapes[f"hidden.{3 * k}.bias"] = (units,)
+        width = units
+    shapes["output.weight"] = (1, width)
+    shapes["output.bias"] = (1,)
+    return shapes
+
+
+def _check_module_state(stored: Mapping[str, Any], n_features: int, hidden) -> None:
+    """Refuse stored weights that do not fit the network of ``hidden``, or are not finite.
+
+    Checked on load, in numpy: a mismatch would otherwise surface as a shape error deep in
+    the first prediction, and NaN weights would turn every probability into NaN.
+    """
+    expected = _module_shapes(n_features, tuple(hidden))
+    names, wanted = set(stored), set(expected)
+    if names != wanted:
+        extra, missing = sorted(names - wanted), sorted(wanted - names)
         raise ValueError(
             f"the stored network weights do not fit hidden_units={tuple(hidden)}: "
             f"unexpected {extra or 'none'}, missing {missing or 'none'}."
         )
-    for name, tensor in built.items():
+    for name, shape in expected.items():
         value = np.asarray(stored[name])
-        want_shape, want_dtype = tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")
-        if value.shape != want_shape or value.dtype != np.dtype(want_dtype):
+        if value.shape != shape or value.dtype != np.float32:
             raise ValueError(
                 f"stored weight {name!r} has shape {value.shape} and dtype {value.dtype}, but "
-                f"the network of hidden_units={tuple(hidden)} needs {want_shape} {want_dtype}."
+                f"the network of hidden_units={tuple(hidden)} needs {shape} float32."
             )
-        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+        if not np.isfinite(value).all():
             raise ValueError(f"stored weight {name!r} holds NaN or infinite values.")
+
+
+def _float64_layers(
+    state: Mapping[str, np.ndarray],
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    """``(weight, bias)`` of each Linear of :class:`OversegMLPModule`, in order, in float64.
+
+    The hidden Linears are ``hidden.{3k}`` (each followed by ReLU and Dropout), then
+    ``output``.
+    """
+    hidden = sorted(
+        {int(name.split(".")[1]) for name in state if name.startswith("hidden.")},
+    )
+    names = [f"hidden.{k}" for k in hidden] + ["output"]
+    layers = [
+        (
+            np.asarray(state[f"{name}.weight"], dtype=np.float64),
+            np.asarray(state[f"{name}.bias"], dtype=np.float64),
+        )
+        for name in names
+    ]
+    mean = np.asarray(state["mean"], dtype=np.float64)
+    scale = np.asarray(state["scale"], dtype=np.float64)
+    return layers, mean, scale
+
+
+def _forward(X32: np.ndarray, layers, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """One logit per row: :meth:`OversegMLPModule.forward` in eval mode, in numpy.
+
+    float64 on the float32 weights, as the torch path did: float32 GEMM results depend on
+    the batch size (~1e-7), which would make a row's probability depend on its batch.
+    Dropout is the identity in eval mode.
+    """
+    h = (X32.astype(np.float64) - mean) / scale
+    for weight, bias in layers[:-1]:
+        h = np.maximum(h @ weight.T + bias, 0.0)
+    weight, bias = layers[-1]
+    return (h @ weight.T + bias)[:, 0]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # sigmoid(-z) rather than 1 - sigmoid(z): keeps precision for confident rows
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))

@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._progress import stage
 from ._validation import (
     MIN_ROWS_PER_WORKER,
     check_label_volume,
@@ -240,6 +241,7 @@ class SegmentationCorrector(BaseEstimator):
         self.screener_ = self._make_screener()
         # Capped at the cores here, so that every Parallel() below inherits a sane count.
         with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
+            stage("training pairs")
             if y is None:
                 table, labels = make_training_table(
                     volumes,
@@ -279,6 +281,7 @@ class SegmentationCorrector(BaseEstimator):
                     f"the training pairs hold a single class ({counts}): give more or "
                     "larger volumes, or raise split_fraction."
                 )
+            stage("features and classifier")
             with self._per_rows(len(table)):
                 self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
         self.spacing_ = spacing
@@ -382,14 +385,18 @@ class SegmentationCorrector(BaseEstimator):
         lazy = is_lazy(volume) or (out is not None and is_lazy(out))
         # Capped at the cores here, so that every Parallel() below inherits a sane count.
         with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
+            stage("index")
             index = index_volume(volume, slab_layers=slab)
             if len(index) == 0:
                 raise ValueError("volume has no labelled voxel: every voxel is 0 (background).")
+            stage("screen")
             table, proba = self._screen_and_judge(index, volume_id, spacing, slab, block)
+            stage("merge")
             canvas, out = make_canvas(volume, out, lazy)
             with self._per_rows(len(table)):
                 decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
             if lazy:
+                stage("write")
                 if out is None:
                     out = np.empty(volume.shape, dtype=volume.dtype)
                 canvas.write(out, slab_layers=slab)
@@ -461,6 +468,7 @@ class SegmentationCorrector(BaseEstimator):
             return table, np.zeros(0)
         if split is not None:
             featurizer, head = split
+            stage("features")
             with self._per_rows(len(table)):
                 features = featurize_blockwise(
                     featurizer, table, index, spacing=spacing, slab_layers=block
@@ -475,6 +483,7 @@ class SegmentationCorrector(BaseEstimator):
                 stacklevel=4,
             )
         table = self._screen_in_memory(index, volume_id, spacing, screener)
+        stage("features")
         with self._per_rows(len(table)):
             return table, self.predict_proba_table(table)
 

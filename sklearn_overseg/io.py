@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ._formats import KEYED_FORMATS, SUPPORTED_EXTENSIONS, volume_format
 from ._io_paths import atomic_output
 from ._validation import check_label_volume, check_lazy_label_volume, check_spacing
 
@@ -64,19 +65,6 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 Spacing = tuple[float, float, float]
 
-SUPPORTED_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".h5", ".hdf5", ".zarr", ".npy", ".npz")
-
-_FORMAT_BY_EXTENSION = {
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".h5": "hdf5",
-    ".hdf5": "hdf5",
-    ".zarr": "zarr",
-    ".npy": "npy",
-    ".npz": "npz",
-}
-# Formats whose files hold several arrays, so that ``key`` means something.
-_KEYED_FORMATS = ("hdf5", "zarr", "npz")
 _DEFAULT_KEY = "volume"
 _H5_SPACING_ATTRS = ("element_size_um", "spacing", "resolution")
 # ImageJ writes whatever unit string the user typed; these are the common length units.
@@ -113,34 +101,6 @@ class _MissingKeyError(KeyError, VolumeReadError):
 
     # KeyError.__str__ would repr() the message and show it in quotes.
     __str__ = Exception.__str__
-
-
-def volume_format(path: PathLike) -> str:
-    """Return the format a path is read and written in, from its extension.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        File name; only its last suffix matters, case-insensitively.
-
-    Returns
-    -------
-    fmt : {'tiff', 'hdf5', 'zarr', 'npy', 'npz'}
-
-    Raises
-    ------
-    ValueError
-        If the extension is missing or not one of :data:`SUPPORTED_EXTENSIONS`.
-    """
-    suffix = Path(os.fspath(path)).suffix.lower()
-    try:
-        return _FORMAT_BY_EXTENSION[suffix]
-    except KeyError:
-        shown = f"extension '{suffix}'" if suffix else "no extension"
-        raise ValueError(
-            f"Cannot tell the volume format of '{os.fspath(path)}': it has {shown}. "
-            f"Supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}."
-        ) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -346,7 +306,7 @@ def _region_text(region: Any) -> str:
 def _check_key_use(fmt: str, key: str | None, path: Path) -> None:
     if key is None:
         return
-    if fmt not in _KEYED_FORMATS:
+    if fmt not in KEYED_FORMATS:
         raise ValueError(
             f"key={key!r} was given but '{path.name}' is a {fmt} file, which holds a single "
             "array; key is only used for .h5/.hdf5, .zarr and .npz files."
@@ -819,7 +779,7 @@ def _container_arrays(path: Path, fmt: str) -> list[str] | None:
 
 
 def _refuse_container_with_others(path: Path, fmt: str, key: str | None) -> None:
-    if fmt not in _KEYED_FORMATS or not path.exists():
+    if fmt not in KEYED_FORMATS or not path.exists():
         return
     others = sorted(set(_container_arrays(path, fmt) or ()) - {key})
     if others:

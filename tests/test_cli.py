@@ -142,13 +142,14 @@ def test_correct_writes_volume_and_report(files, model, tmp_path, capsys):
     gt = load_volume(files["gt"])
     assert spacing == SPACING
     assert corrected.dtype == flawed.dtype and corrected.shape == flawed.shape
-    # The same model in-process gives the same volume.
-    expected, decisions = load_pretrained(model).correct(flawed)
+    # The same model in-process gives the same volume; the file's stem names the volume.
+    expected, decisions = load_pretrained(model).correct(flawed, volume_id="in")
     np.testing.assert_array_equal(corrected, expected)
     table = pd.read_csv(report, index_col=0)
     assert list(table.columns) == list(DECISION_COLUMNS)
     assert len(table) == len(decisions) > 0
     assert list(table.index) == list(decisions.index)
+    assert (table["volume"] == "in").all()
     assert table["merged"].dtype == bool and table["merged"].sum() > 0
     np.testing.assert_allclose(table["probability"], decisions["probability"])
     assert mean_average_precision(corrected, gt) > mean_average_precision(flawed, gt)
@@ -358,10 +359,15 @@ def test_no_command_exits_2(capsys):
     assert code == 2 and "required" in err
 
 
+def _demo_summary(stdout: str) -> str:
+    (summary,) = [line for line in stdout.splitlines() if line.startswith("demo: ")]
+    return summary
+
+
 def test_demo_with_a_given_model(model, capsys):
     code, stdout, err = run(capsys, "demo", "--model", model)
     assert code == 0, err
-    summary = stdout.strip().splitlines()[-1]
+    summary = _demo_summary(stdout)
     assert summary.startswith("demo: Arabidopsis ovule (32, 128, 128) with ")
     assert "pair precision" in summary and "mAP" in summary and "->" in summary
 
@@ -385,7 +391,7 @@ def test_demo_runs_with_the_shipped_model(capsys):
     assert "mAP" in stdout and "pair precision" in stdout and "candidates" in stdout
     import re
 
-    summary = stdout.strip().splitlines()[-1]
+    summary = _demo_summary(stdout)
     f1 = float(re.search(r"F1 ([0-9.]+)", summary).group(1))
     before, after = map(float, re.search(r"mAP ([0-9.]+) -> ([0-9.]+)", summary).groups())
     # The shipped model must repair the demo, not merely run: measured F1 0.92,
