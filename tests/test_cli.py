@@ -292,7 +292,8 @@ def test_screen_writes_candidate_csv(files, tmp_path, capsys):
     table = pd.read_csv(out, index_col=0)
     assert "geometry" not in table.columns
     assert {"cell_a", "cell_b", "gap", "overlap_px", "volume"} <= set(table.columns)
-    assert len(table) > 0 and set(table["gap"]) <= {0, 1}
+    assert len(table) > 0 and set(table["gap"]) <= {0, 1, 2, 3}
+    assert set(table["kind"]) <= {"axial", "lateral"}
     assert (table["volume"] == "in").all()
     flawed = synthesize_flaws(load_volume(files["gt"]), random_state=1)
     found = set(zip(table["cell_a"], table["cell_b"], strict=True))
