@@ -614,7 +614,6 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         # initialize() draws random weights; keep the caller's RNG stream intact
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             net.initialize()
-        _check_module_state(module_state, net.module_.state_dict(), self.hidden_units)
         net.module_.load_state_dict(
             {name: torch.from_numpy(np.array(value)) for name, value in module_state.items()}
         )
