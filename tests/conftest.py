@@ -147,6 +147,12 @@ def _read_tif(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def optional_data_dir() -> Path | None:
+    """The real-data folder or None, for tests that fall back to synthetic data."""
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real-data folder; tests that use it are skipped at collection without it."""
     if DATA_DIR is None:  # reached only through request.getfixturevalue
