@@ -11,13 +11,13 @@ intercellular air spaces where three or more cells meet (small ``d2 - d1`` plus
 ``d3 - d1`` in seed distances), with a second smooth field that makes some regions much
 airier than others, as in spongy leaf mesophyll.
 
-:func:`load_demo` returns the bundled Arabidopsis ovule ground truth (PlantSeg test
-data, MIT) with synthetic axial splits and hard negatives from
-:func:`sklearn_overseg.flaws.synthesize_flaws`.
-
 :func:`find_data_dir` locates the project's folder of real ground-truth volumes (not
 shipped with the package): ``OVERSEG_DATA_DIR``, else ``shared/data`` beside the
 checkout. The tests, notebooks, scripts and benchmarks all find it this way.
+
+:func:`load_demo` returns the bundled Arabidopsis ovule ground truth (PlantSeg test
+data, MIT) with synthetic axial splits and hard negatives from
+:func:`sklearn_overseg.flaws.synthesize_flaws`.
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ def _execute(name: str, workdir: Path):
         timeout=600,
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(workdir)}},
+        shutdown_kernel="immediate",  # its outputs are in; a graceful stop only waits
     )
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError naming the failing cell
