@@ -182,7 +182,9 @@ def screen_choices() -> list[str]:
     return list(action.choices)
 
 
-def make_corrector(model: Path | None, screen: str, max_gap: int | None, threshold: float):
+def make_corrector(
+    model: Path | None, screen: str, max_gap: int | None, threshold: float | None = None
+):
     """The corrector ``overseg correct [--model M] --screen S [--max-gap G]`` would use."""
     from sklearn.base import clone
 
@@ -194,7 +196,8 @@ def make_corrector(model: Path | None, screen: str, max_gap: int | None, thresho
         corrector.screener_ = clone(_screener(screen, max_gap))
     elif max_gap is not None:
         corrector.screener_ = _with_max_gap(corrector.screener_, max_gap)
-    return corrector.set_params(threshold=threshold)
+    # Unset, the model keeps the thresholds it was tuned with (one per kind).
+    return corrector if threshold is None else corrector.set_params(threshold=threshold)
 
 
 #: Kinds of split link, by how the two consecutive pieces of one true cell lie in z.
@@ -418,7 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--screen", choices=screen_choices(), default="axial")
     parser.add_argument("--max-gap", type=int, default=None, help="most missing layers (axial)")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="default: the model's own (per kind)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: one setting, crops")
     parser.add_argument("--note", default=None, help="a line under the title (--update-section)")
     parser.add_argument("--write", type=Path, default=None, help="write the tables (Markdown)")
@@ -442,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--update-section: {args.update_section} is not an existing page")
     if args.screen == "contact" and args.max_gap is not None:
         parser.error("--max-gap bounds the axial screening; --screen contact has no gap")
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         parser.error(f"--threshold must be between 0 and 1, got {args.threshold}")
 
     data = args.data if args.data is not None else default_data_dir()
@@ -469,12 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         command += ["--screen", args.screen]
     if args.max_gap is not None:
         command += ["--max-gap", str(args.max_gap)]
-    if args.threshold != 0.5:
+    if args.threshold is not None:
         command += ["--threshold", f"{args.threshold:g}"]
     header = [
         f"Produced by `{' '.join(command)}` on {time.strftime('%Y-%m-%d')} "
         f"({os.cpu_count()} cores): model {model}, "
-        f"screening `{args.screen}`{gap}, threshold {args.threshold:g}. "
+        f"screening `{args.screen}`{gap}, threshold "
+        f"{corrector.threshold if args.threshold is None else f'{args.threshold:g}'}. "
         f"Faults: boundaries of 30 % of the masks eroded or dilated by a pixel, 2 % of the "
         f"cross-sections cut in two, plus the miss rate and minimum area of each setting; "
         f"stitched at the setting's IoU threshold; setting i drawn with seed i. Targets: "
