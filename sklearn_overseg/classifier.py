@@ -38,20 +38,22 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import numbers
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from skorch import NeuralNetBinaryClassifier
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
+from skorch.utils import to_tensor
 
 from ._modules import OversegMLPModule
 
@@ -106,6 +108,31 @@ def _is_net_kwarg(key: str) -> bool:
 
 def _silent(*args: Any, **kwargs: Any) -> None:
     """Sink for skorch callbacks when ``verbose=0``."""
+
+
+class _WeightedBinaryNet(NeuralNetBinaryClassifier):
+    """skorch binary net whose loss weighs each row by its ``sample_weight``.
+
+    Weighted fits get ``X`` as ``{"X": features, "sample_weight": weights}`` (skorch
+    slices dicts into batches row by row) and a criterion with ``reduction="none"``; the
+    module only ever sees the features. Unweighted fits take the plain path unchanged,
+    so their results are bit-identical to a plain :class:`NeuralNetBinaryClassifier`.
+    """
+
+    def infer(self, x: Any, **fit_params: Any) -> torch.Tensor:
+        if isinstance(x, Mapping):
+            x = x["X"]
+        return super().infer(x, **fit_params)
+
+    def get_loss(
+        self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False
+    ) -> torch.Tensor:
+        if not (isinstance(X, Mapping) and "sample_weight" in X):
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device))
+        # Weights are rescaled to mean 1 in fit: a full batch then gives
+        # sum(w * loss) / sum(w), the mean loss over the rows repeated w times.
+        return (to_tensor(X["sample_weight"], device=self.device) * loss).mean()
 
 
 class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -170,6 +197,10 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
     --------
     sklearn_overseg._modules.OversegMLPModule : the torch module.
 
+    Sample weights (:meth:`fit`) scale each row's loss; with one full batch
+    (``batch_size`` at least the number of rows), ``dropout=0`` and no validation split,
+    a weight of 2 trains exactly as the row repeated twice, up to float32 rounding.
+
     Examples
     --------
     >>> import numpy as np
@@ -181,8 +212,22 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
     (2, 2)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        "hidden_units": ["array-like"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), Mapping, None],
+        "valid_fraction": [Interval(Real, 0, 1, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
+        *,
         hidden_units: tuple[int, ...] = (128, 64, 32),
         dropout: float = 0.3,
         lr: float = 1e-3,
@@ -250,13 +295,11 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _validate_hyperparameters(self) -> dict[str, Any]:
-        """Check the constructor arguments; return them normalised."""
+        """Check what ``_parameter_constraints`` cannot express; return all normalised.
 
-        def _int(name: str, value: Any, low: int) -> int:
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-            return int(value)
-
+        The types and ranges are checked by ``_validate_params`` (``fit`` runs it through
+        ``_fit_context``); here: the entries of ``hidden_units`` and the skorch kwargs.
+        """
         try:
             hidden = tuple(self.hidden_units)
         except TypeError:
@@ -264,26 +307,12 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
                 f"hidden_units must be a sequence of positive integers; got {self.hidden_units!r}."
             ) from None
         for units in hidden:
-            _int("each entry of hidden_units", units, 1)
-        dropout = self.dropout
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, numbers.Real)
-            or not (0.0 <= dropout < 1.0)
-        ):
-            raise ValueError(f"dropout must be a float in [0, 1); got {dropout!r}.")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) or not self.lr > 0:
-            raise ValueError(f"lr must be a positive float; got {self.lr!r}.")
+            if isinstance(units, bool) or not isinstance(units, Integral) or units < 1:
+                raise ValueError(
+                    f"each entry of hidden_units must be an integer >= 1; got {units!r}."
+                )
         vf = self.valid_fraction
-        if vf is not None and (
-            isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not (0.0 <= vf < 1.0)
-        ):
-            raise ValueError(f"valid_fraction must be None or a float in [0, 1); got {vf!r}.")
         cw = self.class_weight
-        if not (
-            cw is None or isinstance(cw, Mapping) or (isinstance(cw, str) and cw == "balanced")
-        ):
-            raise ValueError(f"class_weight must be 'balanced', a dict or None; got {cw!r}.")
         unknown = sorted(key for key in self._net_kwargs if not _is_net_kwarg(key))
         if unknown:
             raise ValueError(
@@ -297,12 +326,12 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
                 "to pass pos_weight yourself."
             )
         return {
-            "hidden_units": hidden,
-            "dropout": float(dropout),
+            "hidden_units": tuple(int(units) for units in hidden),
+            "dropout": float(self.dropout),
             "lr": float(self.lr),
-            "max_epochs": _int("max_epochs", self.max_epochs, 1),
-            "batch_size": _int("batch_size", self.batch_size, 1),
-            "patience": _int("patience", self.patience, 1),
+            "max_epochs": int(self.max_epochs),
+            "batch_size": int(self.batch_size),
+            "patience": int(self.patience),
             "valid_fraction": 0.0 if vf is None else float(vf),
         }
 
@@ -320,7 +349,7 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             )
         return np.ascontiguousarray(X, dtype=np.float32)
 
-    def _pos_weight(self, n_neg: int, n_pos: int) -> float | None:
+    def _pos_weight(self, n_neg: float, n_pos: float) -> float | None:
         cw = self.class_weight
         if cw is None:
             return None
@@ -349,6 +378,7 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         pos_weight: float | None,
         seed: int,
         use_valid: bool,
+        weighted: bool = False,
     ) -> NeuralNetBinaryClassifier:
         sink = print if self.verbose else _silent
         stopper = EarlyStopping(
@@ -383,11 +413,15 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         }
         if pos_weight is not None:
             kwargs["criterion__pos_weight"] = torch.tensor(pos_weight, dtype=torch.float32)
+        if weighted:
+            # _WeightedBinaryNet.get_loss reduces the per-row losses with the weights
+            kwargs["criterion__reduction"] = "none"
         kwargs.update(extra)
-        return NeuralNetBinaryClassifier(**kwargs)
+        return _WeightedBinaryNet(**kwargs)
 
     # ------------------------------------------------------------------ API
-    def fit(self, X: Any, y: Any) -> OversegMLPClassifier:
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> OversegMLPClassifier:
         """Train the network.
 
         Parameters
@@ -396,6 +430,11 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             Numeric features; NaN or infinite values raise ``ValueError``.
         y : array-like of shape (n_samples,)
             Binary labels (two distinct values).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row in the loss, in the feature standardisation
+            and in the ``"balanced"`` class weight. Rescaled to mean 1, so only ratios
+            matter. Routed by metadata routing once requested
+            (``set_fit_request(sample_weight=True)``).
 
         Returns
         -------
@@ -416,15 +455,30 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
                 "OversegMLPClassifier needs samples of 2 classes in y; got 1 class: "
                 f"{classes.tolist()}."
             )
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            class_weight = np.bincount(y_enc, weights=sw, minlength=2)
+            if not class_weight.min() > 0:
+                empty = classes[np.argmin(class_weight)]
+                raise ValueError(
+                    f"sample_weight gives class {empty!r} a total weight of 0: the network "
+                    "needs weighted samples of 2 classes."
+                )
         X32 = self._to_float32(X)
         self.classes_ = classes
         counts = np.bincount(y_enc, minlength=2)
-        self.pos_weight_ = self._pos_weight(int(counts[0]), int(counts[1]))
+        weighted_counts = counts if sw is None else class_weight
+        self.pos_weight_ = self._pos_weight(float(weighted_counts[0]), float(weighted_counts[1]))
 
         # float64 statistics: features may span many orders of magnitude
         X64 = X32.astype(np.float64)
-        mean = X64.mean(axis=0)
-        std = X64.std(axis=0)
+        if sw is None:
+            mean = X64.mean(axis=0)
+            std = X64.std(axis=0)
+        else:
+            mean = np.average(X64, axis=0, weights=sw)
+            std = np.sqrt(np.average((X64 - mean) ** 2, axis=0, weights=sw))
         # constant (or numerically constant) columns are centred but not scaled
         # (relative test only: a feature of values ~1e-6 is not constant)
         scale = np.where(std > 10 * np.finfo(np.float32).eps * np.abs(mean), std, 1.0)
@@ -439,10 +493,14 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             pos_weight=self.pos_weight_,
             seed=seed,
             use_valid=use_valid,
+            weighted=sw is not None,
         )
+        X_net: Any = X32
+        if sw is not None:
+            X_net = {"X": X32, "sample_weight": (sw / sw.mean()).astype(np.float32)}
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net.fit(X32, y_enc.astype(np.float32))
+            net.fit(X_net, y_enc.astype(np.float32))
         self.net_ = net
         self.n_iter_ = len(net.history)
         return self
