@@ -59,6 +59,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 
 from ._validation import check_label_volume, check_spacing
@@ -679,6 +680,7 @@ class ContactScreener(BaseScreener):
 
     def __init__(
         self,
+        *,
         min_contact: int = 1,
         min_size: int = 1,
         max_layers: int | None = None,
@@ -826,6 +828,21 @@ class CombinedScreener(BaseScreener):
     Nested parameters work as usual (``set_params(axial__max_gap=2)``); when the
     sub-screener is ``None``, :meth:`set_params` first puts a default instance in its
     place so that its parameters can be set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_overseg.contact import CombinedScreener
+    >>> vol = np.zeros((8, 6, 12), dtype=np.uint16)
+    >>> vol[0:3, 1:5, 1:5] = 1
+    >>> vol[4:7, 1:5, 1:5] = 2    # below cell 1, across a blank layer: axial
+    >>> vol[0:4, 1:5, 6:10] = 3
+    >>> vol[4:8, 1:5, 6:10] = 4   # touches cell 3 without a gap: axial and contact
+    >>> vol[0:8, 1:5, 10:12] = 5  # beside cell 3 and cell 4: contact only
+    >>> table = CombinedScreener().fit_transform([vol])
+    >>> table[["cell_a", "cell_b", "kind"]].to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
+    [{'cell_a': 1, 'cell_b': 2, 'kind': 'axial'}, {'cell_a': 3, 'cell_b': 4, 'kind': 'axial'},
+     {'cell_a': 3, 'cell_b': 5, 'kind': 'contact'}, {'cell_a': 4, 'cell_b': 5, 'kind': 'contact'}]
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -834,7 +851,10 @@ class CombinedScreener(BaseScreener):
     }
 
     def __init__(
-        self, axial: AxialGapScreener | None = None, contact: ContactScreener | None = None
+        self,
+        *,
+        axial: AxialGapScreener | None = None,
+        contact: ContactScreener | None = None,
     ) -> None:
         self.axial = axial
         self.contact = contact
@@ -859,8 +879,14 @@ class CombinedScreener(BaseScreener):
         contact = self.contact if self.contact is not None else ContactScreener()
         return axial, contact
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X=None, y=None):
         """Check the parameters of both screeners.
+
+        Parameters
+        ----------
+        X : ignored
+        y : ignored
 
         Returns
         -------

@@ -701,10 +701,12 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         -------
         corrected : list of ndarray
         """
+        check_is_fitted(self, "classifier_")
         return [self.correct(v)[0] for v in _as_volumes(X)]
 
     def score(self, X, y) -> float:
         """Mean mAP (IoU 0.25, 0.5, 0.75) of the corrected ``X`` against ground truths ``y``."""
+        check_is_fitted(self, "classifier_")
         volumes, truths = _as_volumes(X), _as_volumes(y, "y")
         if len(volumes) != len(truths):
             raise ValueError(f"X has {len(volumes)} volumes but y has {len(truths)}.")
