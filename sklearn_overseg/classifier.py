@@ -460,7 +460,7 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
             class_weight = np.bincount(y_enc, weights=sw, minlength=2)
             if not class_weight.min() > 0:
-                empty = classes[np.argmin(class_weight)]
+                empty = classes.tolist()[int(np.argmin(class_weight))]
                 raise ValueError(
                     f"sample_weight gives class {empty!r} a total weight of 0: the network "
                     "needs weighted samples of 2 classes."
