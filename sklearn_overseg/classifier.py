@@ -197,6 +197,8 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
     --------
     sklearn_overseg._modules.OversegMLPModule : the torch module.
 
+    Notes
+    -----
     Sample weights (:meth:`fit`) scale each row's loss; with one full batch
     (``batch_size`` at least the number of rows), ``dropout=0`` and no validation split,
     a weight of 2 trains exactly as the row repeated twice, up to float32 rounding.
@@ -582,6 +584,7 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             setattr(self, key, value)
         if module_state is None:
             return
+        self._validate_params()  # parameters read from a file: checked as fit would
         hp = self._validate_hyperparameters()
         net = self._build_net(
             hp,
