@@ -340,7 +340,8 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
             )
         routed = None
         if get_config()["enable_metadata_routing"]:
-            routed = process_routing(self, "fit", sample_weight=sample_weight)
+            metadata = {} if sample_weight is None else {"sample_weight": sample_weight}
+            routed = process_routing(self, "fit", **metadata)
         # An int (or None) seeds synthesis and classifier as given; a RandomState is
         # drawn from, in a fixed order, so equal states give equal fits.
         random_state = self.random_state

@@ -216,7 +216,8 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
             )
         routing = get_config()["enable_metadata_routing"]
         if routing:
-            routed = process_routing(self, "fit", sample_weight=sample_weight)
+            metadata = {} if sample_weight is None else {"sample_weight": sample_weight}
+            routed = process_routing(self, "fit", **metadata)
         kinds = X["kind"].to_numpy()
         present = list(dict.fromkeys(kinds.tolist()))
         # Check every kind before fitting any: a bad kind should not cost a long fit.

@@ -230,6 +230,8 @@ def test_kind_classifier_passes_each_part_its_weights():
         assert_allclose(routed.predict_proba(table), clf.predict_proba(table))
         with pytest.raises(UnsetMetadataPassedError):
             KindClassifier(axial=_prior(), contact=_prior()).fit(table, y, sample_weight=w)
+        unweighted = KindClassifier(axial=_prior(), contact=_prior()).fit(table, y)
+        assert_allclose(unweighted.estimators_["axial"][-1].class_prior_, [0.75, 0.25])
 
 
 def test_kind_classifier_api():
@@ -321,6 +323,7 @@ def test_corrector_routes_weights_when_requested():
             SegmentationCorrector(classifier=RecordingJudge()).fit(
                 flawed, truths, sample_weight=[2.0, 1.0]
             )
+        assert SegmentationCorrector(classifier=RecordingJudge()).fit(flawed, truths)
         # the default classifier requests the weights itself
         routing = SegmentationCorrector().get_metadata_routing()
         assert routing.consumes("fit", ["sample_weight"]) == {"sample_weight"}
