@@ -190,9 +190,15 @@ def main() -> None:
     if args.write:
         from sklearn_overseg.io import atomic_output
 
-        # The report is regenerated on purpose: an existing page is replaced.
+        # The report is regenerated on purpose: an existing page is replaced, except for
+        # the stitched-volume section that accuracy_stitched.py keeps on the same page.
+        kept = ""
+        if args.write.is_file():
+            old = args.write.read_text(encoding="utf-8")
+            start = old.find("<!-- accuracy_stitched: start")
+            kept = "\n" + old[start:] if start != -1 else ""
         with atomic_output(args.write, overwrite=True) as tmp:
-            tmp.write_text(report + "\n")
+            tmp.write_text(report + "\n" + kept, encoding="utf-8")
 
 
 if __name__ == "__main__":

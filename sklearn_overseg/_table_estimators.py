@@ -135,12 +135,14 @@ def request_sample_weight(estimator: Any):
     """Make a default pipeline's classifier request ``sample_weight`` (routing on only).
 
     The default parts are built inside the meta-estimators, where a user cannot set
-    their requests; with metadata routing enabled they ask for the weights.
+    their requests; with metadata routing enabled the classifier asks for the weights
+    and the steps before it that could take them decline them.
 
     Parameters
     ----------
     estimator : Pipeline
-        As made by :func:`~sklearn_overseg.pipeline.make_default_pipeline`.
+        As made by :func:`~sklearn_overseg.pipeline.make_default_pipeline` or
+        :func:`~sklearn_overseg.pipeline.make_lateral_pipeline`.
 
     Returns
     -------
@@ -149,6 +151,11 @@ def request_sample_weight(estimator: Any):
     """
     if not get_config()["enable_metadata_routing"] or not isinstance(estimator, Pipeline):
         return estimator
+    for _, step in estimator.steps[:-1]:
+        # Feature steps stay unweighted, as fit_with_sample_weight leaves them; a step
+        # that could take weights (a StandardScaler) must say so, or routing refuses.
+        if not _is_dropped(step) and hasattr(step, "set_fit_request"):
+            step.set_fit_request(sample_weight=False)
     clf = estimator.steps[-1][1]
     members = [m for _, m in clf.estimators] if isinstance(clf, VotingClassifier) else [clf]
     for member in members:

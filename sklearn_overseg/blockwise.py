@@ -37,10 +37,11 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from ._validation import check_label_volume, check_lazy_label_volume
+from ._validation import check_label_volume, check_lazy_label_volume, effective_n_jobs
 from .canvas import ArrayCanvas, LazyCanvas
 from .cells import _DIRECT_MAX_ID, CellIndex
 from .interpolation import interpolate_masks
+from .io import read_region
 from .screening import (
     AxialGapScreener,
     build_table,
@@ -122,7 +123,8 @@ class _Box:
     x1: int | None = None
 
     def read(self) -> np.ndarray:
-        return np.asarray(self.source[self.z0 : self.z1, self.y0 : self.y1, self.x0 : self.x1])
+        region = (slice(self.z0, self.z1), slice(self.y0, self.y1), slice(self.x0, self.x1))
+        return read_region(self.source, region)
 
 
 def _box(volume: Any, z0: int, z1: int, y0: int = 0, y1=None, x0: int = 0, x1=None):
@@ -136,15 +138,18 @@ def _load(box) -> np.ndarray:
     return box.read() if isinstance(box, _Box) else box
 
 
-def _slab_parallel(volume: Any) -> Parallel:
+def _slab_parallel(volume: Any, n_tasks: int) -> Parallel:
     """Parallel for whole-plane slabs: threads for a numpy volume, processes for a lazy one.
 
     Slabs of an array in memory are numpy work that threads share without copying (a
     process pool would first have to start and receive the slabs, which costs more than
     the screening itself); reading a lazy array decompresses chunks, which processes
     spread best. A backend chosen with ``joblib.parallel_config`` (Dask) always wins.
+    No more workers than slabs or cores: a one-slab volume starts no pool.
     """
-    return Parallel(prefer=None if is_lazy(volume) else "threads")
+    return Parallel(
+        n_jobs=effective_n_jobs(None, n_tasks), prefer=None if is_lazy(volume) else "threads"
+    )
 
 
 # ----------------------------------------------------------------------------- index
@@ -165,9 +170,9 @@ def index_volume(volume: Any, *, slab_layers: int = DEFAULT_SLAB_LAYERS) -> Cell
     """
     if not is_lazy(volume):
         return CellIndex.from_volume(volume)
-    parts = _slab_parallel(volume)(
-        delayed(_index_slab)(_box(volume, z0, z1), z0)
-        for z0, z1 in _slabs(volume.shape[0], slab_layers)
+    slabs = _slabs(volume.shape[0], slab_layers)
+    parts = _slab_parallel(volume, len(slabs))(
+        delayed(_index_slab)(_box(volume, z0, z1), z0) for z0, z1 in slabs
     )
     return _merge_slab_indexes(volume, parts)
 
@@ -222,9 +227,10 @@ def screen_blockwise(
     n_z = volume.shape[0]
     light = dataclasses.replace(index, volume=None)
     halo = int(screener.max_gap) + 1
-    parts = _slab_parallel(volume)(
+    slabs = _slabs(n_z, slab_layers)
+    parts = _slab_parallel(volume, len(slabs))(
         delayed(_screen_slab)(light, _box(volume, z0, min(z1 + halo, n_z)), z0, z1, n_z, params)
-        for z0, z1 in _slabs(n_z, slab_layers)
+        for z0, z1 in slabs
     )
     pairs = sort_pairs(pd.concat(parts, ignore_index=True))
     return build_table(
@@ -319,7 +325,7 @@ def featurize_blockwise(
                 featurizer, _box(volume, *box), box, skeleton.iloc[rows], f, spacing
             )
         )
-    parts = Parallel()(tasks)
+    parts = Parallel(n_jobs=effective_n_jobs(None, len(tasks)))(tasks)
     back = np.argsort(np.concatenate(blocks), kind="stable")
     if all(isinstance(p, pd.DataFrame) for p in parts):
         return pd.concat(parts, axis=0).iloc[back]
@@ -410,7 +416,7 @@ def prefill(
         ]
         tasks.append(delayed(_prefill_block)(_box(index.volume, *box), box, items, method, spacing))
         order.append(rows[block_rows])
-    results = Parallel()(tasks)
+    results = Parallel(n_jobs=effective_n_jobs(None, len(tasks)))(tasks)
     out: dict[int, np.ndarray] = {}
     for row_numbers, masks in zip(order, results, strict=True):
         for r, m in zip(row_numbers.tolist(), masks, strict=True):

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed
 
+from ._validation import effective_n_jobs
+from .io import read_region
+
 __all__ = ["ArrayCanvas", "LazyCanvas"]
 
 #: Bytes of decompressed source chunks a :class:`LazyCanvas` keeps for its reads.
@@ -141,8 +144,9 @@ class LazyCanvas:
             return self._cache[key]
         cz, cy, cx = self.chunks
         z, y, x = key
-        data = np.asarray(
-            self.source[z * cz : (z + 1) * cz, y * cy : (y + 1) * cy, x * cx : (x + 1) * cx]
+        data = read_region(
+            self.source,
+            (slice(z * cz, (z + 1) * cz), slice(y * cy, (y + 1) * cy), slice(x * cx, (x + 1) * cx)),
         )
         self._cache[key] = data
         self._cached_bytes += data.nbytes
@@ -268,7 +272,7 @@ class LazyCanvas:
             for part, box, records in tasks:
                 _write_box(part, out, box, old, new, lut, records)
             return out
-        Parallel(n_jobs=n_jobs)(
+        Parallel(n_jobs=effective_n_jobs(n_jobs, len(tasks)))(
             delayed(_write_box)(part, out, box, old, new, lut, records)
             for part, box, records in tasks
         )
@@ -366,7 +370,7 @@ def _write_box(part, out, box, old, new, lut, painted) -> None:
     if isinstance(part, np.ndarray) and part.shape == (z1 - z0, y1 - y0, x1 - x0):
         block = np.array(part)
     else:
-        block = np.array(part[z0:z1, y0:y1, x0:x1])
+        block = np.array(read_region(part, (slice(z0, z1), slice(y0, y1), slice(x0, x1))))
     step = max(1, _RELABEL_VOXELS // max(1, block.shape[1] * block.shape[2]))
     for k in range(0, block.shape[0], step):
         relabel_block(block[k : k + step], old, new, lut)

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._validation import check_label_volume
+from .io import read_region
 
 __all__ = ["CellIndex"]
 
@@ -190,7 +191,7 @@ class CellIndex:
         if frame is None:
             frame = tuple(int(v) for v in self.bboxes[pos, 2:])
         y0, y1, x0, x1 = frame
-        return np.asarray(self.volume[z0:z1, y0:y1, x0:x1]) == label
+        return read_region(self.volume, (slice(z0, z1), slice(y0, y1), slice(x0, x1))) == label
 
     def union_frame(self, *labels: int) -> tuple[int, int, int, int]:
         """Smallest in-plane box ``(y0, y1, x0, x1)`` holding all the given cells."""

@@ -17,6 +17,14 @@ and keeps it as ``net_``, rather than a subclass of the skorch net. Why:
 * persistence without pickle only has to store the torch ``state_dict`` and the few
   learned attributes (:meth:`_get_persist_state` / :meth:`_set_persist_state`).
 
+Inference runs in numpy (the module's forward pass in eval mode: standardise, Linear and
+ReLU, dropout off, sigmoid), so a loaded model predicts without importing torch or skorch
+(about 6 s of start-up on a shared 2-core machine); they are imported by ``fit`` and by
+the first access to ``net_``. ``tests/test_classifier.py`` checks the numpy
+probabilities against the torch module's. For the same reason the net's class
+(:class:`~sklearn_overseg._weighted_net.WeightedBinaryNet`, which weighs the loss by
+``sample_weight``) lives in a module of its own, imported when a net is built.
+
 Extra skorch settings pass through ``**kwargs`` with skorch's prefixes (for instance
 ``optimizer__weight_decay=1e-4`` or ``iterator_train__num_workers=0``); they are part of
 ``get_params`` so they survive ``clone`` and can be searched by ``GridSearchCV``.
@@ -27,7 +35,7 @@ so weight initialisation, dropout masks and mini-batch shuffling are all seeded,
 are bit-identical, and the caller's global torch RNG state is left untouched. The
 validation split uses the same seed.
 
-Threads: fitting and predicting run with one torch thread (:func:`_one_torch_thread`), and
+Threads: fitting runs with one torch thread (:func:`_one_torch_thread`), and
 the caller's setting is restored afterwards. For a network this small, intra-op threading
 only adds synchronisation: on the shared 2-core machine a 30-epoch fit took 0.13-0.3 s
 with one thread and 3.7-9.7 s with two while other processes were busy. It also makes
@@ -37,25 +45,20 @@ results independent of the thread count a joblib/loky worker happens to get.
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 from collections.abc import Iterator, Mapping
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-from skorch import NeuralNetBinaryClassifier
-from skorch.callbacks import EarlyStopping
-from skorch.dataset import ValidSplit
-from skorch.utils import to_tensor
 
-from ._modules import OversegMLPModule
+if TYPE_CHECKING:
+    from skorch import NeuralNetBinaryClassifier
 
 __all__ = ["OversegMLPClassifier"]
 
@@ -87,6 +90,8 @@ def _one_torch_thread() -> Iterator[None]:
     setting nor leave it at 1.
     """
     global _threads_users, _threads_saved
+    import torch
+
     with _THREADS_LOCK:
         if _threads_users == 0:
             _threads_saved = torch.get_num_threads()
@@ -102,37 +107,46 @@ def _one_torch_thread() -> Iterator[None]:
                 torch.set_num_threads(_threads_saved)
 
 
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0
+_blas_controller: Any = None
+_blas_limiter: Any = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run numpy's BLAS single-threaded; reference-counted like :func:`_one_torch_thread`.
+
+    The forward pass multiplies small matrices (a candidate table by a few hundred
+    weights), where BLAS threads only wait for each other: on the shared 2-core machine
+    163 rows took 125-143 ms with two threads against 24 ms with one.
+    """
+    global _blas_users, _blas_controller, _blas_limiter
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            if _blas_controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                # Built once (it scans the loaded libraries, ~10 ms); a limit then costs µs.
+                _blas_controller = ThreadpoolController()
+            _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
 def _is_net_kwarg(key: str) -> bool:
     return key in _NET_KWARG_NAMES or key.startswith(_NET_KWARG_PREFIXES)
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
     """Sink for skorch callbacks when ``verbose=0``."""
-
-
-class _WeightedBinaryNet(NeuralNetBinaryClassifier):
-    """skorch binary net whose loss weighs each row by its ``sample_weight``.
-
-    Weighted fits get ``X`` as ``{"X": features, "sample_weight": weights}`` (skorch
-    slices dicts into batches row by row) and a criterion with ``reduction="none"``; the
-    module only ever sees the features. Unweighted fits take the plain path unchanged,
-    so their results are bit-identical to a plain :class:`NeuralNetBinaryClassifier`.
-    """
-
-    def infer(self, x: Any, **fit_params: Any) -> torch.Tensor:
-        if isinstance(x, Mapping):
-            x = x["X"]
-        return super().infer(x, **fit_params)
-
-    def get_loss(
-        self, y_pred: torch.Tensor, y_true: Any, X: Any = None, training: bool = False
-    ) -> torch.Tensor:
-        if not (isinstance(X, Mapping) and "sample_weight" in X):
-            return super().get_loss(y_pred, y_true, X=X, training=training)
-        loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device))
-        # Weights are rescaled to mean 1 in fit: a full batch then gives
-        # sum(w * loss) / sum(w), the mean loss over the rows repeated w times.
-        return (to_tensor(X["sample_weight"], device=self.device) * loss).mean()
 
 
 class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -187,7 +201,9 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` was a DataFrame with string column names.
     net_ : skorch.NeuralNetBinaryClassifier
-        The trained skorch net; its ``history`` holds the training log.
+        The trained skorch net; its ``history`` holds the training log. A model loaded
+        by :func:`~sklearn_overseg.persistence.load_estimator` builds it (importing torch)
+        on first access; predictions do not need it.
     n_iter_ : int
         Number of epochs trained.
     pos_weight_ : float or None
@@ -382,6 +398,13 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         use_valid: bool,
         weighted: bool = False,
     ) -> NeuralNetBinaryClassifier:
+        import torch
+        from skorch.callbacks import EarlyStopping
+        from skorch.dataset import ValidSplit
+
+        from ._modules import OversegMLPModule
+        from ._weighted_net import WeightedBinaryNet
+
         sink = print if self.verbose else _silent
         stopper = EarlyStopping(
             monitor="valid_loss" if use_valid else "train_loss",
@@ -416,10 +439,10 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         if pos_weight is not None:
             kwargs["criterion__pos_weight"] = torch.tensor(pos_weight, dtype=torch.float32)
         if weighted:
-            # _WeightedBinaryNet.get_loss reduces the per-row losses with the weights
+            # WeightedBinaryNet.get_loss reduces the per-row losses with the weights
             kwargs["criterion__reduction"] = "none"
         kwargs.update(extra)
-        return _WeightedBinaryNet(**kwargs)
+        return WeightedBinaryNet(**kwargs)
 
     # ------------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -500,9 +523,12 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         X_net: Any = X32
         if sw is not None:
             X_net = {"X": X32, "sample_weight": (sw / sw.mean()).astype(np.float32)}
+        import torch
+
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net.fit(X_net, y_enc.astype(np.float32))
+        self.__dict__.pop("_module_state", None)  # weights of an earlier load, now stale
         self.net_ = net
         self.n_iter_ = len(net.history)
         return self
@@ -521,18 +547,36 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X32 = self._check_X(X)
-        # float64 inference on the float32 weights: float32 GEMM results depend on the
-        # batch size (~1e-7), which would make a row's probability depend on its batch
-        module = copy.deepcopy(self.net_.module_).to(torch.float64).eval()
+        layers, mean, scale = _float64_layers(self._module_arrays())
         proba = np.empty((X32.shape[0], 2), dtype=np.float64)
-        with _one_torch_thread(), torch.inference_mode():
+        with _one_blas_thread():
             # chunks bound the float64 activations' memory on very large tables
             for start in range(0, X32.shape[0], _PREDICT_CHUNK):
                 rows = slice(start, start + _PREDICT_CHUNK)
-                logits = module(torch.from_numpy(X32[rows].astype(np.float64)))
-                # sigmoid(-z) rather than 1 - sigmoid(z): keeps precision for confident rows
-                proba[rows] = torch.sigmoid(torch.stack([-logits, logits], dim=1)).numpy()
+                logits = _forward(X32[rows], layers, mean, scale)
+                proba[rows, 0] = _sigmoid(-logits)
+                proba[rows, 1] = _sigmoid(logits)
         return proba
+
+    def _module_arrays(self) -> dict[str, np.ndarray]:
+        """The network's ``state_dict`` as numpy arrays, from the net if it was built."""
+        net = self.__dict__.get("net_")
+        if net is None:
+            return self._module_state
+        return {
+            name: tensor.detach().cpu().numpy() for name, tensor in net.module_.state_dict().items()
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        # ``net_`` of a loaded model is built on first use: prediction runs in numpy, so
+        # torch and skorch are imported only by those who fit or inspect the net.
+        if name == "net_":
+            module_state = self.__dict__.get("_module_state")
+            if module_state is not None:
+                net = self._rebuild_net(module_state)
+                self.__dict__["net_"] = net
+                return net
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict class labels (positive when its probability exceeds 0.5).
@@ -563,10 +607,9 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             for key, value in vars(self).items()
             if key.endswith("_") and not key.startswith("_") and key != "net_"
         }
-        if hasattr(self, "net_"):
+        if "net_" in self.__dict__ or "_module_state" in self.__dict__:
             state["module_state"] = {
-                name: tensor.detach().cpu().numpy().copy()
-                for name, tensor in self.net_.module_.state_dict().items()
+                name: np.array(value, copy=True) for name, value in self._module_arrays().items()
             }
         return state
 
@@ -582,9 +625,19 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         module_state = state.pop("module_state", None)
         for key, value in state.items():
             setattr(self, key, value)
+        self.__dict__.pop("net_", None)
         if module_state is None:
+            self.__dict__.pop("_module_state", None)
             return
         self._validate_params()  # parameters read from a file: checked as fit would
+        hp = self._validate_hyperparameters()  # a tampered config fails on load, not later
+        _check_module_state(module_state, int(self.n_features_in_), hp["hidden_units"])
+        self._module_state = {name: np.asarray(value) for name, value in module_state.items()}
+
+    def _rebuild_net(self, module_state: Mapping[str, np.ndarray]) -> NeuralNetBinaryClassifier:
+        """A skorch net holding the saved weights (what ``fit`` would have left)."""
+        import torch
+
         hp = self._validate_hyperparameters()
         net = self._build_net(
             hp,
@@ -598,8 +651,96 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         # initialize() draws random weights; keep the caller's RNG stream intact
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             net.initialize()
+        _check_module_state(module_state, int(self.n_features_in_), hp["hidden_units"])
         net.module_.load_state_dict(
             {name: torch.from_numpy(np.array(value)) for name, value in module_state.items()}
         )
         net.module_.eval()
-        self.net_ = net
+        return net
+
+
+def _module_shapes(n_features: int, hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the ``state_dict`` of ``OversegMLPModule(n_features, hidden)``.
+
+    Derived without building the module (that would import torch); the tests compare it
+    with the torch module's own ``state_dict``.
+    """
+    shapes: dict[str, tuple[int, ...]] = {"mean": (n_features,), "scale": (n_features,)}
+    width = n_features
+    for k, units in enumerate(hidden):
+        # Each hidden block is (Linear, ReLU, Dropout): the Linears are hidden.0, .3, .6, ...
+        shapes[f"hidden.{3 * k}.weight"] = (units, width)
+        shapes[f"hidden.{3 * k}.bias"] = (units,)
+        width = units
+    shapes["output.weight"] = (1, width)
+    shapes["output.bias"] = (1,)
+    return shapes
+
+
+def _check_module_state(stored: Mapping[str, Any], n_features: int, hidden) -> None:
+    """Refuse stored weights that do not fit the network of ``hidden``, or are not finite.
+
+    Checked on load, in numpy: a mismatch would otherwise surface as a shape error deep in
+    the first prediction, and NaN weights would turn every probability into NaN.
+    """
+    expected = _module_shapes(n_features, tuple(hidden))
+    names, wanted = set(stored), set(expected)
+    if names != wanted:
+        extra, missing = sorted(names - wanted), sorted(wanted - names)
+        raise ValueError(
+            f"the stored network weights do not fit hidden_units={tuple(hidden)}: "
+            f"unexpected {extra or 'none'}, missing {missing or 'none'}."
+        )
+    for name, shape in expected.items():
+        value = np.asarray(stored[name])
+        if value.shape != shape or value.dtype != np.float32:
+            raise ValueError(
+                f"stored weight {name!r} has shape {value.shape} and dtype {value.dtype}, but "
+                f"the network of hidden_units={tuple(hidden)} needs {shape} float32."
+            )
+        if not np.isfinite(value).all():
+            raise ValueError(f"stored weight {name!r} holds NaN or infinite values.")
+
+
+def _float64_layers(
+    state: Mapping[str, np.ndarray],
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    """``(weight, bias)`` of each Linear of :class:`OversegMLPModule`, in order, in float64.
+
+    The hidden Linears are ``hidden.{3k}`` (each followed by ReLU and Dropout), then
+    ``output``.
+    """
+    hidden = sorted(
+        {int(name.split(".")[1]) for name in state if name.startswith("hidden.")},
+    )
+    names = [f"hidden.{k}" for k in hidden] + ["output"]
+    layers = [
+        (
+            np.asarray(state[f"{name}.weight"], dtype=np.float64),
+            np.asarray(state[f"{name}.bias"], dtype=np.float64),
+        )
+        for name in names
+    ]
+    mean = np.asarray(state["mean"], dtype=np.float64)
+    scale = np.asarray(state["scale"], dtype=np.float64)
+    return layers, mean, scale
+
+
+def _forward(X32: np.ndarray, layers, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """One logit per row: :meth:`OversegMLPModule.forward` in eval mode, in numpy.
+
+    float64 on the float32 weights, as the torch path did: float32 GEMM results depend on
+    the batch size (~1e-7), which would make a row's probability depend on its batch.
+    Dropout is the identity in eval mode.
+    """
+    h = (X32.astype(np.float64) - mean) / scale
+    for weight, bias in layers[:-1]:
+        h = np.maximum(h @ weight.T + bias, 0.0)
+    weight, bias = layers[-1]
+    return (h @ weight.T + bias)[:, 0]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # sigmoid(-z) rather than 1 - sigmoid(z): keeps precision for confident rows
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))

@@ -58,13 +58,19 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._validation import check_label_volume, check_spacing
+from ._validation import (
+    MIN_ROWS_PER_WORKER,
+    check_label_volume,
+    check_spacing,
+    effective_n_jobs,
+)
 from .candidates import PairGeometry, concat_tables, empty_candidate_table
 from .cells import CellIndex
+from .lateral import LateralScreener
 from .screening import AxialGapScreener, BaseScreener, build_table
 
 __all__ = [
@@ -751,16 +757,18 @@ class ContactScreener(BaseScreener):
             )
             for p, q in zip(pairs["pos_p"], pairs["pos_q"], strict=True)
         )
-        if effective_n_jobs(self.n_jobs) == 1:
+        tasks = list(tasks)
+        # A pair takes about a millisecond: a process pool pays off only for many.
+        n_workers = effective_n_jobs(self.n_jobs, len(tasks) // MIN_ROWS_PER_WORKER)
+        if n_workers == 1:
             results = [_oriented_geometry(*task) for task in tasks]
         else:
             # A pair is a millisecond of many small numpy calls that hold the GIL, so
             # threads do not overlap; processes do. Few large batches keep the transfer
             # cheap: joblib memory-maps the volume once per batch instead of copying it.
-            tasks = list(tasks)
-            n_batches = min(len(tasks), _BATCHES_PER_JOB * effective_n_jobs(self.n_jobs))
+            n_batches = min(len(tasks), _BATCHES_PER_JOB * n_workers)
             bounds = np.linspace(0, len(tasks), n_batches + 1).astype(int)
-            batches = Parallel(n_jobs=self.n_jobs, prefer="processes")(
+            batches = Parallel(n_jobs=n_workers, prefer="processes")(
                 delayed(_oriented_batch)(tasks[lo:hi]) for lo, hi in pairwise(bounds)
             )
             results = [(_unpack(packed), swapped) for batch in batches for packed, swapped in batch]
@@ -810,24 +818,33 @@ class ContactScreener(BaseScreener):
         )
 
 
-class CombinedScreener(BaseScreener):
-    """Axial and contact screening together, each pair listed once.
+_DROP = "drop"
 
-    A pair found by both screeners keeps its axial row: it has real layers and a gap
-    that interpolation can fill. The ``kind`` column tells the rows apart.
+
+class CombinedScreener(BaseScreener):
+    """Several screeners together, each pair listed once.
+
+    A pair found by more than one screener keeps the row of the first one in the order
+    axial, contact, lateral: an axial row has real layers and a gap that interpolation
+    can fill. The ``kind`` column tells the rows apart.
 
     Parameters
     ----------
-    axial : AxialGapScreener, optional
-        Defaults to ``AxialGapScreener()``.
-    contact : ContactScreener, optional
-        Defaults to ``ContactScreener()``.
+    axial : AxialGapScreener, None or "drop", default=None
+        ``None`` uses ``AxialGapScreener()``; ``"drop"`` leaves axial pairs out.
+    contact : ContactScreener, None or "drop", default=None
+        ``None`` uses ``ContactScreener()``; ``"drop"`` leaves contact pairs out.
+    lateral : LateralScreener, None or "drop", default="drop"
+        Pieces of one cell that share a layer (per-slice segmentation stitched in z, see
+        :mod:`sklearn_overseg.lateral`). ``None`` uses ``LateralScreener()``. Off by
+        default so that ``CombinedScreener()`` stays the axial + contact screening of
+        3D segmenters.
 
     Notes
     -----
     Nested parameters work as usual (``set_params(axial__max_gap=2)``); when the
-    sub-screener is ``None``, :meth:`set_params` first puts a default instance in its
-    place so that its parameters can be set.
+    sub-screener is ``None`` or ``"drop"``, :meth:`set_params` first puts a default
+    instance in its place so that its parameters can be set.
 
     Examples
     --------
@@ -843,45 +860,75 @@ class CombinedScreener(BaseScreener):
     >>> table[["cell_a", "cell_b", "kind"]].to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
     [{'cell_a': 1, 'cell_b': 2, 'kind': 'axial'}, {'cell_a': 3, 'cell_b': 4, 'kind': 'axial'},
      {'cell_a': 3, 'cell_b': 5, 'kind': 'contact'}, {'cell_a': 4, 'cell_b': 5, 'kind': 'contact'}]
+
+    That is the default, axial and contact screening for 3D segmenters. Screening for
+    per-slice segmentations stitched in z (axial gaps of up to three layers and pieces
+    that share a layer, no tilted contacts):
+
+    >>> from sklearn_overseg import AxialGapScreener, LateralScreener
+    >>> screener = CombinedScreener(
+    ...     axial=AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener()
+    ... )
+    >>> vol = np.zeros((5, 6, 8), dtype=np.uint16)
+    >>> vol[:2, 1:5, 1:7] = 1
+    >>> vol[2:, 1:5, 1:7] = 2      # a lost link: gap 0
+    >>> vol[2, 1:5, 4:7] = 3       # and a cross-section cut in two
+    >>> table = screener.screen(vol)
+    >>> table[["cell_a", "cell_b", "kind"]].to_records(index=False).tolist()
+    [(1, 2, 'axial'), (1, 3, 'axial'), (2, 3, 'lateral')]
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        "axial": [AxialGapScreener, None],
-        "contact": [ContactScreener, None],
+        "axial": [AxialGapScreener, None, StrOptions({"drop"})],
+        "contact": [ContactScreener, None, StrOptions({"drop"})],
+        "lateral": [LateralScreener, None, StrOptions({"drop"})],
     }
 
     def __init__(
         self,
         *,
-        axial: AxialGapScreener | None = None,
-        contact: ContactScreener | None = None,
+        axial: AxialGapScreener | str | None = None,
+        contact: ContactScreener | str | None = None,
+        lateral: LateralScreener | str | None = _DROP,
     ) -> None:
         self.axial = axial
         self.contact = contact
+        self.lateral = lateral
+
+    @staticmethod
+    def _factories() -> dict:
+        return {"axial": AxialGapScreener, "contact": ContactScreener, "lateral": LateralScreener}
 
     def set_params(self, **params):
-        """Set parameters; ``axial__*`` / ``contact__*`` work even when the part is None.
+        """Set parameters; ``axial__*`` etc. work even when the part is None or "drop".
 
         Returns
         -------
         self
         """
-        defaults = {"axial": AxialGapScreener, "contact": ContactScreener}
-        for name, factory in defaults.items():
+        for name, factory in self._factories().items():
             nested = any(key.startswith(f"{name}__") for key in params)
-            if nested and params.get(name, getattr(self, name)) is None:
+            part = params.get(name, getattr(self, name))
+            if nested and (part is None or isinstance(part, str)):
                 params = {**params, name: factory()}
         return super().set_params(**params)
 
-    def _screeners(self) -> tuple[AxialGapScreener, ContactScreener]:
+    def _screeners(self) -> list:
+        """The screeners in use, in order axial, contact, lateral."""
         self._validate_params()
-        axial = self.axial if self.axial is not None else AxialGapScreener()
-        contact = self.contact if self.contact is not None else ContactScreener()
-        return axial, contact
+        used = []
+        for name, factory in self._factories().items():
+            part = getattr(self, name)
+            if isinstance(part, str):  # "drop"
+                continue
+            used.append(part if part is not None else factory())
+        if not used:
+            raise ValueError("CombinedScreener: every part is 'drop'; keep at least one.")
+        return used
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X=None, y=None):
-        """Check the parameters of both screeners.
+        """Check the parameters of every screener in use.
 
         Parameters
         ----------
@@ -892,9 +939,8 @@ class CombinedScreener(BaseScreener):
         -------
         self
         """
-        axial, contact = self._screeners()
-        axial.fit()
-        contact.fit()
+        for screener in self._screeners():
+            screener.fit()
         return self
 
     def screen(
@@ -905,28 +951,26 @@ class CombinedScreener(BaseScreener):
         spacing=None,
         index: CellIndex | None = None,
     ) -> pd.DataFrame:
-        """Screen one volume with both screeners; see :meth:`ContactScreener.screen`.
+        """Screen one volume with every screener in use; see :meth:`ContactScreener.screen`.
 
         Returns
         -------
         table : DataFrame
-            Axial rows then contact rows of pairs the axial screener did not find.
+            Rows of each screener in turn (axial, contact, lateral), without the pairs
+            an earlier one already listed.
         """
-        axial, contact = self._screeners()
+        screeners = self._screeners()
         if index is None:
             index = CellIndex.from_volume(check_label_volume(volume, allow_empty=True))
-        axial_table = axial.screen(volume, volume_id=volume_id, spacing=spacing, index=index)
-        contact_table = contact.screen(volume, volume_id=volume_id, spacing=spacing, index=index)
-        if len(axial_table) and len(contact_table):
-            seen = set(
-                zip(
-                    np.minimum(axial_table["cell_a"], axial_table["cell_b"]),
-                    np.maximum(axial_table["cell_a"], axial_table["cell_b"]),
-                    strict=True,
-                )
-            )
-            lo = np.minimum(contact_table["cell_a"], contact_table["cell_b"])
-            hi = np.maximum(contact_table["cell_a"], contact_table["cell_b"])
-            fresh = [(a, b) not in seen for a, b in zip(lo, hi, strict=True)]
-            contact_table = contact_table[np.asarray(fresh, dtype=bool)]
-        return concat_tables([axial_table, contact_table])
+        seen: set[tuple[int, int]] = set()
+        tables = []
+        for screener in screeners:
+            table = screener.screen(volume, volume_id=volume_id, spacing=spacing, index=index)
+            lo = np.minimum(table["cell_a"], table["cell_b"]).tolist()
+            hi = np.maximum(table["cell_a"], table["cell_b"]).tolist()
+            keys = list(zip(lo, hi, strict=True))
+            if seen:
+                table = table[np.array([k not in seen for k in keys], dtype=bool)]
+            seen.update(keys)
+            tables.append(table)
+        return concat_tables(tables)

@@ -34,9 +34,17 @@ from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOp
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from ._progress import stage
 from ._table_estimators import check_takes_table, fit_with_sample_weight
-from ._validation import check_label_volume, check_n_jobs, check_spacing
+from ._validation import (
+    MIN_ROWS_PER_WORKER,
+    check_label_volume,
+    check_n_jobs,
+    check_spacing,
+    effective_n_jobs,
+)
 from .candidates import PairGeometry
+from .io import read_region
 from .metrics import mean_average_precision
 from .screening import AxialGapScreener
 from .synthesis import label_candidates, majority_labels, make_training_table
@@ -133,7 +141,8 @@ def _row_weights(table: pd.DataFrame, volume_weights: np.ndarray) -> np.ndarray:
     """Each candidate row gets the weight of the volume it was screened in.
 
     Volume ids are the position of the volume in ``X``, alone (labelled real pairs)
-    or before a ``/`` (synthesised flaws, ``"<i>/z<k>p<phase>/r<repeat>"``).
+    or before a ``/`` (synthesised flaws, ``"<i>/z<k>p<phase>/r<repeat>"``, and
+    stitched draws, ``"<i>/stitched-z<k>/r<repeat>"``).
     """
     source = table["volume"].astype(str).str.split("/", n=1).str[0].astype(np.int64)
     return volume_weights[source.to_numpy()]
@@ -174,15 +183,23 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
     split_fraction, tilted_fraction, n_repeats, z_subsample, relabel_fraction
         Training synthesis when :meth:`fit` gets ground truth only (see
         :func:`~sklearn_overseg.synthesis.make_training_table`).
+    stitched_repeats : int, default=0
+        Also train on this many stitched versions of each ground truth per z-subsampling
+        factor: per-slice segmentations with lost masks, gaps, cut cross-sections and
+        jittered boundaries, linked by IoU (see
+        :func:`~sklearn_overseg.stitched_flaws.make_stitched_training_table`). Use with a
+        screener that finds their pieces, e.g. ``CombinedScreener(axial=
+        AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener())``.
     spacing : tuple of float, optional
         Voxel size (z, y, x) of the volumes, used by every method unless a call gives
         its own. Features are then in physical units.
     n_jobs : int, optional
         Parallel jobs for screening and features (a joblib ``parallel_config``).
     random_state : int, RandomState or None
-        Seeds the synthesis and the default classifier. A ``RandomState`` is drawn from
-        in :meth:`fit` (synthesis first, then one seed for the default classifier), so
-        fits from equally seeded ``RandomState`` objects are identical.
+        Seeds the synthesis, the stitched draws and the default classifier. A
+        ``RandomState`` is drawn from in :meth:`fit` (synthesis first, then the stitched
+        draws, then one seed for the default classifier), so fits from equally seeded
+        ``RandomState`` objects are identical.
 
     Attributes
     ----------
@@ -236,6 +253,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
         "z_subsample": ["array-like"],
         "relabel_fraction": [Interval(Real, 0, 1, closed="both")],
+        "stitched_repeats": [Interval(Integral, 0, None, closed="left")],
         "spacing": ["array-like", Real, None],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -254,6 +272,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         n_repeats: int = 2,
         z_subsample: Sequence[int] = (1,),
         relabel_fraction: float = 0.25,
+        stitched_repeats: int = 0,
         spacing=None,
         n_jobs: int | None = None,
         random_state=None,
@@ -268,6 +287,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         self.n_repeats = n_repeats
         self.z_subsample = z_subsample
         self.relabel_fraction = relabel_fraction
+        self.stitched_repeats = stitched_repeats
         self.spacing = spacing
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -342,13 +362,15 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         if get_config()["enable_metadata_routing"]:
             metadata = {} if sample_weight is None else {"sample_weight": sample_weight}
             routed = process_routing(self, "fit", **metadata)
-        # An int (or None) seeds synthesis and classifier as given; a RandomState is
-        # drawn from, in a fixed order, so equal states give equal fits.
+        # An int (or None) seeds synthesis, stitched draws and classifier as given; a
+        # RandomState is drawn from, in a fixed order, so equal states give equal fits.
         random_state = self.random_state
         if random_state is not None and not isinstance(random_state, Integral):
             random_state = check_random_state(random_state)
         self.screener_ = self._make_screener()
-        with parallel_config(n_jobs=self.n_jobs):
+        # Capped at the cores here, so that every Parallel() below inherits a sane count.
+        with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
+            stage("training pairs")
             if y is None:
                 table, labels = make_training_table(
                     volumes,
@@ -361,6 +383,20 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
                     spacing=spacing,
                     random_state=random_state,
                 )
+                if self.stitched_repeats:
+                    from .candidates import concat_tables
+                    from .stitched_flaws import make_stitched_training_table
+
+                    stitched, stitched_labels = make_stitched_training_table(
+                        volumes,
+                        screener=self.screener_,
+                        n_repeats=self.stitched_repeats,
+                        z_subsample=tuple(self.z_subsample),
+                        spacing=spacing,
+                        random_state=random_state,
+                    )
+                    table = concat_tables([table, stitched])
+                    labels = pd.concat([labels, stitched_labels])
             else:
                 table, labels = self._label_real_pairs(volumes, _as_volumes(y, "y"), spacing)
             counts = {int(k): int(v) for k, v in labels.value_counts().items()}
@@ -374,21 +410,23 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
                     f"the training pairs hold a single class ({counts}): give more or "
                     "larger volumes, or raise split_fraction."
                 )
+            stage("features and classifier")
             classifier = self._make_classifier(random_state)
-            if routed is not None:
-                params = dict(routed.classifier.fit)
-                if params.get("sample_weight") is not None:
-                    params["sample_weight"] = _row_weights(table, params["sample_weight"])
-                self.classifier_ = classifier.fit(table, labels.to_numpy(), **params)
-            else:
-                weights = None if sample_weight is None else _row_weights(table, sample_weight)
-                self.classifier_ = fit_with_sample_weight(
-                    classifier,
-                    table,
-                    labels.to_numpy(),
-                    weights,
-                    owner="SegmentationCorrector.classifier",
-                )
+            with self._per_rows(len(table)):
+                if routed is not None:
+                    params = dict(routed.classifier.fit)
+                    if params.get("sample_weight") is not None:
+                        params["sample_weight"] = _row_weights(table, params["sample_weight"])
+                    self.classifier_ = classifier.fit(table, labels.to_numpy(), **params)
+                else:
+                    weights = None if sample_weight is None else _row_weights(table, sample_weight)
+                    self.classifier_ = fit_with_sample_weight(
+                        classifier,
+                        table,
+                        labels.to_numpy(),
+                        weights,
+                        owner="SegmentationCorrector.classifier",
+                    )
         self.spacing_ = spacing
         self.n_training_pairs_ = len(table)
         self.training_balance_ = counts
@@ -462,16 +500,21 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
             layers filled; same shape and dtype as ``volume``.
         decisions : DataFrame
             One row per candidate: probabilities, decision, reason, what was filled.
+
+        Raises
+        ------
+        ValueError
+            If the volume has no labelled voxel, or the classifier returns
+            probabilities that are NaN, infinite or outside [0, 1] (corrupt weights).
+        sklearn_overseg.io.VolumeReadError
+            If a lazily read volume has a chunk that cannot be read.
         """
         from .blockwise import (
             check_volume_like,
             choose_slab_layers,
-            featurize_blockwise,
             index_volume,
             is_lazy,
             make_canvas,
-            screen_blockwise,
-            split_classifier,
         )
 
         check_is_fitted(self, "classifier_")
@@ -485,60 +528,134 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         slab, block = choose_slab_layers(volume.shape, slab_layers)
         spacing = check_spacing(spacing if spacing is not None else self.spacing_)
         lazy = is_lazy(volume) or (out is not None and is_lazy(out))
-        screener = self.screener_
-        with parallel_config(n_jobs=self.n_jobs):
+        # Capped at the cores here, so that every Parallel() below inherits a sane count.
+        with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
+            stage("index")
             index = index_volume(volume, slab_layers=slab)
             if len(index) == 0:
                 raise ValueError("volume has no labelled voxel: every voxel is 0 (background).")
-            if type(screener).screen is AxialGapScreener.screen:
-                table = screen_blockwise(
-                    screener, index, volume_id=str(volume_id), spacing=spacing, slab_layers=slab
-                )
-                split = split_classifier(self.classifier_, table["kind"].to_numpy())
-                if len(table) == 0:
-                    proba = np.zeros(0)
-                elif split is not None:
-                    featurizer, head = split
-                    features = featurize_blockwise(
-                        featurizer, table, index, spacing=spacing, slab_layers=block
-                    )
-                    proba = head(features)
-                else:
-                    if is_lazy(volume):
-                        warnings.warn(
-                            f"{type(self.classifier_).__name__} is not a Pipeline of feature "
-                            "steps and a model, so it judges whole candidate tables with "
-                            "their masks: the volume is loaded into memory.",
-                            UserWarning,
-                            stacklevel=2,
-                        )
-                    table = self._screen_in_memory(index, volume_id, spacing)
-                    proba = self.predict_proba_table(table)
-            else:
-                # Re-slicing tilted contacts needs the pair's whole neighbourhood: contact
-                # screening runs on the volume in memory.
-                table = self._screen_in_memory(index, volume_id, spacing)
-                proba = self.predict_proba_table(table)
+            stage("screen")
+            table, proba = self._screen_and_judge(index, volume_id, spacing, slab, block)
+            stage("merge")
             canvas, out = make_canvas(volume, out, lazy)
-            decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
+            with self._per_rows(len(table)):
+                decisions = self._decide_and_merge(table, proba, index, canvas, spacing, block)
             if lazy:
+                stage("write")
                 if out is None:
                     out = np.empty(volume.shape, dtype=volume.dtype)
                 canvas.write(out, slab_layers=slab)
         return out, decisions
 
-    def _screen_in_memory(self, index, volume_id, spacing) -> pd.DataFrame:
-        """The screener's full table (with masks), the indexed volume loaded if lazy."""
-        dense = np.asarray(index.volume)
+    def _screen_and_judge(self, index, volume_id, spacing, slab, block):
+        """Candidate table and P(one cell) per row, by each screener of ``screener_``.
+
+        Axial screening and its features run slab by slab and block by block (in
+        parallel, out of core for lazy volumes). Other kinds (tilted contacts, pieces
+        sharing a layer) need each pair's whole neighbourhood: they are screened on the
+        volume in memory. As in :class:`~sklearn_overseg.contact.CombinedScreener`, a
+        pair found by several screeners keeps the row of the first.
+        """
+        from .blockwise import is_lazy
+        from .contact import CombinedScreener
+
+        screener = self.screener_
+        parts = screener._screeners() if isinstance(screener, CombinedScreener) else [screener]
+        tables, probas = [], []
+        seen: set[tuple[int, int]] = set()
+        for part in parts:
+            if type(part).screen is AxialGapScreener.screen:
+                table, proba = self._judge_axial_blockwise(
+                    part, index, volume_id, spacing, slab, block
+                )
+            else:
+                if is_lazy(index.volume):
+                    warnings.warn(
+                        f"{type(part).__name__} screens the volume in memory: the volume is "
+                        "loaded.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                table = self._screen_in_memory(index, volume_id, spacing, part)
+                proba = None
+            if seen and len(table):
+                lo = np.minimum(table["cell_a"], table["cell_b"]).tolist()
+                hi = np.maximum(table["cell_a"], table["cell_b"]).tolist()
+                fresh = np.array([k not in seen for k in zip(lo, hi, strict=True)], dtype=bool)
+                table = table[fresh]
+                proba = None if proba is None else proba[fresh]
+            if proba is None:
+                with self._per_rows(len(table)):
+                    proba = self.predict_proba_table(table)
+            seen.update(
+                zip(
+                    np.minimum(table["cell_a"], table["cell_b"]).tolist(),
+                    np.maximum(table["cell_a"], table["cell_b"]).tolist(),
+                    strict=True,
+                )
+            )
+            tables.append(table)
+            probas.append(proba)
+        if len(tables) == 1:
+            return tables[0], probas[0]
+        from .candidates import concat_tables
+
+        return concat_tables(tables), np.concatenate(probas)
+
+    def _judge_axial_blockwise(self, screener, index, volume_id, spacing, slab, block):
+        from .blockwise import featurize_blockwise, is_lazy, screen_blockwise, split_classifier
+
+        table = screen_blockwise(
+            screener, index, volume_id=str(volume_id), spacing=spacing, slab_layers=slab
+        )
+        split = split_classifier(self.classifier_, table["kind"].to_numpy())
+        if len(table) == 0:
+            return table, np.zeros(0)
+        if split is not None:
+            featurizer, head = split
+            stage("features")
+            with self._per_rows(len(table)):
+                features = featurize_blockwise(
+                    featurizer, table, index, spacing=spacing, slab_layers=block
+                )
+                return table, head(features)
+        if is_lazy(index.volume):
+            warnings.warn(
+                f"{type(self.classifier_).__name__} is not a Pipeline of feature "
+                "steps and a model, so it judges whole candidate tables with "
+                "their masks: the volume is loaded into memory.",
+                UserWarning,
+                stacklevel=4,
+            )
+        table = self._screen_in_memory(index, volume_id, spacing, screener)
+        stage("features")
+        with self._per_rows(len(table)):
+            return table, self.predict_proba_table(table)
+
+    def _per_rows(self, n_rows: int):
+        """Workers for judging ``n_rows`` candidates: one per MIN_ROWS_PER_WORKER rows.
+
+        Everything below (our blocks, sklearn's ColumnTransformer, the EMD features)
+        inherits this; on a small volume a process pool costs more to start (imports
+        included) than the whole correction, so few candidates run in this process.
+        """
+        n_tasks = -(-int(n_rows) // MIN_ROWS_PER_WORKER)
+        return parallel_config(n_jobs=effective_n_jobs(self.n_jobs, n_tasks))
+
+    def _screen_in_memory(self, index, volume_id, spacing, screener=None) -> pd.DataFrame:
+        """A screener's full table (with masks), the indexed volume loaded if lazy."""
+        screener = self.screener_ if screener is None else screener
+        dense = read_region(index.volume)
         # The index describes the same voxels: only where they are read from changes.
         index = index if dense is index.volume else dataclasses.replace(index, volume=dense)
-        return self.screener_.screen(dense, volume_id=str(volume_id), spacing=spacing, index=index)
+        return screener.screen(dense, volume_id=str(volume_id), spacing=spacing, index=index)
 
     def _decide_and_merge(self, table, proba, index, canvas, spacing, slab_layers=64):
         """Judge, make one-to-one, and merge top to bottom on ``canvas``."""
         from .blockwise import gap_masks, prefill
 
         n = len(table)
+        _check_probabilities(proba, self.classifier_)
         rejudged = np.full(n, np.nan)
         merged = np.zeros(n, dtype=bool)
         reason = np.array(["below threshold"] * n, dtype=object)
@@ -689,7 +806,9 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         # One row: shipping it to worker processes (or a cluster) would cost more than
         # judging it here.
         with parallel_config(backend="threading", n_jobs=1):
-            return float(self.predict_proba_table(one)[0])
+            proba = self.predict_proba_table(one)
+        _check_probabilities(proba, self.classifier_)
+        return float(proba[0])
 
     def transform(self, X) -> list[np.ndarray]:
         """Correct every volume of ``X`` (at the spacing of :meth:`fit`).
@@ -755,6 +874,18 @@ def _check_out(out, volume) -> None:
         raise ValueError("out is read-only.")
     if getattr(out, "read_only", False):
         raise ValueError("out was opened read-only (e.g. zarr mode='r'); open it writable.")
+
+
+def _check_probabilities(proba: np.ndarray, classifier) -> None:
+    """Refuse probabilities a threshold cannot judge (NaN compares False: nothing merged)."""
+    proba = np.asarray(proba, dtype=float)
+    bad = ~np.isfinite(proba) | (proba < 0) | (proba > 1)
+    if bad.any():
+        raise ValueError(
+            f"the classifier ({type(classifier).__name__}) returned {int(bad.sum())} of "
+            f"{proba.size} probabilities that are NaN, infinite or outside [0, 1] (first: "
+            f"{proba[bad][0]!r}); its weights are probably corrupt: retrain or reload it."
+        )
 
 
 def _check_slab_layers(value) -> int:

@@ -13,7 +13,8 @@ airier than others, as in spongy leaf mesophyll.
 
 :func:`load_demo` returns the bundled Arabidopsis ovule ground truth (PlantSeg test
 data, MIT) with synthetic axial splits and hard negatives from
-:func:`sklearn_overseg.flaws.synthesize_flaws`.
+:func:`sklearn_overseg.flaws.synthesize_flaws`, and the raw membrane image it was drawn
+on.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ __all__ = ["load_demo", "make_tissue"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEMO_FILE = "plant_ovule_labels.tif"
+DEMO_RAW_FILE = "plant_ovule_raw.tif"
 DEMO_SPACING = (0.235, 0.15, 0.15)
 
 _DEMO_DESCRIPTION = """\
 Arabidopsis thaliana ovule, ground-truth cell labels (32 x 128 x 128 voxels, 50 cells,
-voxel size z, y, x = 0.235, 0.15, 0.15 um).
+voxel size z, y, x = 0.235, 0.15, 0.15 um) and the raw confocal image of the
+membrane stain they were drawn on (`raw`, uint8, same shape).
 
 Source: kreshuklab/plant-seg, tests/resources/sample_ovule.h5 (MIT licence),
 https://github.com/kreshuklab/plant-seg. Wolny et al., "Accurate and versatile 3D
@@ -327,18 +330,22 @@ def load_demo(flawed: bool = True, random_state: int | np.random.RandomState | N
     -------
     Bunch
         ``labels`` (Z, Y, X) flawed volume (the ground truth itself when
-        ``flawed=False``); ``ground_truth``; ``spacing`` (z, y, x) in µm;
-        ``merges`` and ``hard_negatives`` (the truth tables, empty when not flawed);
+        ``flawed=False``); ``ground_truth``; ``raw``, the membrane-stain image
+        (uint8, same shape; bright walls, dark cell interiors) the ground truth was
+        drawn on, e.g. to segment it yourself; ``spacing`` (z, y, x) in µm; ``merges``
+        and ``hard_negatives`` (the truth tables, empty when not flawed);
         ``description`` with the data's origin and licence.
     """
     import tifffile
 
-    path = DATA_DIR / DEMO_FILE
-    if not path.is_file():  # pragma: no cover - broken installation
-        raise FileNotFoundError(f"demo volume {path} is missing from the installation.")
-    with tifffile.TiffFile(path) as tif:
+    paths = [DATA_DIR / name for name in (DEMO_FILE, DEMO_RAW_FILE)]
+    for path in paths:
+        if not path.is_file():  # pragma: no cover - broken installation
+            raise FileNotFoundError(f"demo volume {path} is missing from the installation.")
+    with tifffile.TiffFile(paths[0]) as tif:
         ground_truth = tif.asarray()
         meta = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+    raw = tifffile.imread(paths[1])
     spacing = tuple(float(s) for s in meta.get("spacing_zyx_um", DEMO_SPACING))
     if flawed:
         result = synthesize_flaws(
@@ -355,6 +362,7 @@ def load_demo(flawed: bool = True, random_state: int | np.random.RandomState | N
     return Bunch(
         labels=labels,
         ground_truth=ground_truth,
+        raw=raw,
         spacing=spacing,
         merges=merges,
         hard_negatives=negatives,

@@ -30,7 +30,7 @@ from ._table_estimators import check_takes_table, fit_with_sample_weight
 __all__ = ["KINDS", "KindClassifier"]
 
 #: Candidate kinds a :class:`KindClassifier` routes, each the name of its parameter.
-KINDS: tuple[str, ...] = ("axial", "contact")
+KINDS: tuple[str, ...] = ("axial", "contact", "lateral")
 
 
 def _check_table(table, what: str) -> pd.DataFrame:
@@ -48,7 +48,7 @@ def _check_table(table, what: str) -> pd.DataFrame:
 
 
 class KindClassifier(ClassifierMixin, BaseEstimator):
-    """Judge each candidate with the classifier of its kind (axial or contact).
+    """Judge each candidate with the classifier of its kind (axial, contact or lateral).
 
     Parameters
     ----------
@@ -58,6 +58,10 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
         ``make_default_pipeline(random_state=random_state)``.
     contact : classifier or Pipeline, optional
         Judges rows with ``kind == "contact"``; ``None`` as for ``axial``.
+    lateral : classifier or Pipeline, optional
+        Judges rows with ``kind == "lateral"`` (pieces that share a layer, from
+        :class:`~sklearn_overseg.lateral.LateralScreener`); ``None`` uses
+        :func:`~sklearn_overseg.pipeline.make_lateral_pipeline`.
     random_state : int, RandomState or None
         Seed of the default pipelines built for ``None`` parts; estimators given
         explicitly keep their own. A ``RandomState`` is drawn from once per default
@@ -110,12 +114,14 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "axial": [None, HasMethods(["fit", "predict_proba"])],
         "contact": [None, HasMethods(["fit", "predict_proba"])],
+        "lateral": [None, HasMethods(["fit", "predict_proba"])],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, *, axial=None, contact=None, random_state=None) -> None:
+    def __init__(self, *, axial=None, contact=None, lateral=None, random_state=None) -> None:
         self.axial = axial
         self.contact = contact
+        self.lateral = lateral
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -124,13 +130,15 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
-    def _default(self, random_state=None):
-        from .pipeline import make_default_pipeline
+    def _default(self, kind: str, random_state=None):
+        from .pipeline import make_default_pipeline, make_lateral_pipeline
 
+        if kind == "lateral":
+            return make_lateral_pipeline(random_state=random_state)
         return make_default_pipeline(random_state=random_state)
 
     def set_params(self, **params):
-        """Set parameters; ``axial__*`` / ``contact__*`` work even when the part is None.
+        """Set parameters; ``axial__*``, ``contact__*``, ``lateral__*`` work when the part is None.
 
         Parameters
         ----------
@@ -147,7 +155,7 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
         for name in KINDS:
             nested = any(key.startswith(f"{name}__") for key in params)
             if nested and params.get(name, getattr(self, name)) is None:
-                params = {**params, name: self._default(self.random_state)}
+                params = {**params, name: self._default(name, self.random_state)}
         return super().set_params(**params)
 
     def _template(self, kind: str, random_state=None):
@@ -158,7 +166,7 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
         part = getattr(self, kind)
         if part is not None:
             return clone(part)
-        return self._default(self.random_state if random_state is None else random_state)
+        return self._default(kind, self.random_state if random_state is None else random_state)
 
     def get_metadata_routing(self) -> MetadataRouter:
         """How :meth:`fit` routes metadata (``sample_weight``) to the parts.
@@ -171,7 +179,7 @@ class KindClassifier(ClassifierMixin, BaseEstimator):
         for kind in KINDS:
             part = getattr(self, kind)
             router.add(
-                **{kind: part if part is not None else self._default()},
+                **{kind: part if part is not None else self._default(kind)},
                 method_mapping=MethodMapping().add(caller="fit", callee="fit"),
             )
         return router

@@ -34,13 +34,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_n_jobs, check_spacing
+from ._validation import MIN_ROWS_PER_WORKER, check_n_jobs, check_spacing, effective_n_jobs
 from .candidates import PairGeometry
 from .ot import _METHODS, DEFAULT_MAX_EXACT_POINTS, _distance, _layer_distances
 
@@ -432,12 +432,13 @@ default="paper"
         }
         base_seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         row_ids = list(X.index)
-        n_workers = effective_n_jobs(self.n_jobs)
-        if n_workers == 1 or len(geoms) == 1:
+        # A worker pays its start (and its imports) before any row: few rows stay here.
+        n_workers = effective_n_jobs(self.n_jobs, len(geoms) // MIN_ROWS_PER_WORKER)
+        if n_workers == 1:
             return _emd_chunk(geoms, row_ids, base_seed, params)
         n_chunks = min(len(geoms), 4 * n_workers)
         bounds = np.linspace(0, len(geoms), n_chunks + 1).astype(int)
-        parts = Parallel(n_jobs=self.n_jobs)(
+        parts = Parallel(n_jobs=n_workers)(
             delayed(_emd_chunk)(geoms[lo:hi], row_ids[lo:hi], base_seed, params)
             for lo, hi in itertools.pairwise(bounds)
             if hi > lo

@@ -55,7 +55,6 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from ot.lp.emd_wrap import check_result, emd_c
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
@@ -182,6 +181,31 @@ def _band_points(
     return bands[0], bands[1]
 
 
+def _solver() -> tuple[Any, Any]:
+    """POT's network simplex ``emd_c`` and its ``check_result``, imported on first use.
+
+    Module attributes (``interpolation.emd_c``) once loaded, so a test can replace them;
+    importing POT with this module would cost its backends' start-up to every user of
+    the package, interpolating or not.
+    """
+    namespace = globals()
+    if "emd_c" not in namespace:
+        from .ot import _import_pot
+
+        _import_pot()
+        from ot.lp.emd_wrap import check_result, emd_c
+
+        namespace.setdefault("emd_c", emd_c)
+        namespace.setdefault("check_result", check_result)
+    return namespace["emd_c"], namespace["check_result"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("emd_c", "check_result"):
+        return _solver()[name == "check_result"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _tie_noise(size: int) -> np.ndarray:
     """The first ``size`` draws of ``default_rng(0).random``, cached between calls.
 
@@ -216,6 +240,7 @@ def _transport(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
     a = np.full(n, 1.0 / n)
     b = np.full(m, 1.0 / m)
     b = b * a.sum() / b.sum()
+    emd_c, check_result = _solver()
     plan, _, _, _, code = emd_c(a, b, cost, max(100_000, 50 * (n + m) ** 2), 1)
     check_result(code)  # warns as ot.emd does if the simplex stopped early
     i, j = np.nonzero(plan > 1e-3 / (n * m))

@@ -21,15 +21,23 @@ NPY       cannot hold a spacing: it is dropped on save with a :class:`UserWarnin
 
 Writes are atomic: the file (or the ``.zarr`` directory) is written under a hidden
 temporary name in the destination directory and renamed into place only once complete, so
-a crash or an exception never leaves a partial output behind.
+a crash or an exception never leaves a partial output behind (see
+:mod:`sklearn_overseg._io_paths`, which also removes what a killed writer left).
+
+Every failure to read a file is reported where the file is opened, as a
+:class:`VolumeReadError` (a ``ValueError``) whose one-line message names the file and what
+is wrong with it: a truncated or corrupt TIFF, an empty ``.npy``, a corrupt Zarr chunk, a
+missing key (:class:`VolumeReadError` and ``KeyError``), a Zarr store with chunk files
+missing inside its labelled extent (:class:`ZarrChunkError`, unless
+``allow_missing_chunks=True``), or ids above ``2**63 - 1``. Lazily read arrays (Zarr,
+:class:`HDF5Volume`) report a chunk that fails later, when it is read, the same way
+(:func:`read_region`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,14 +45,19 @@ from typing import Any
 
 import numpy as np
 
+from ._formats import KEYED_FORMATS, SUPPORTED_EXTENSIONS, volume_format
+from ._io_paths import atomic_output
 from ._validation import check_label_volume, check_lazy_label_volume, check_spacing
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "HDF5Volume",
+    "VolumeReadError",
+    "ZarrChunkError",
     "atomic_output",
     "load_volume",
     "open_volume",
+    "read_region",
     "save_volume",
     "volume_format",
 ]
@@ -52,19 +65,6 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 Spacing = tuple[float, float, float]
 
-SUPPORTED_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".h5", ".hdf5", ".zarr", ".npy", ".npz")
-
-_FORMAT_BY_EXTENSION = {
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".h5": "hdf5",
-    ".hdf5": "hdf5",
-    ".zarr": "zarr",
-    ".npy": "npy",
-    ".npz": "npz",
-}
-# Formats whose files hold several arrays, so that ``key`` means something.
-_KEYED_FORMATS = ("hdf5", "zarr", "npz")
 _DEFAULT_KEY = "volume"
 _H5_SPACING_ATTRS = ("element_size_um", "spacing", "resolution")
 # ImageJ writes whatever unit string the user typed; these are the common length units.
@@ -82,39 +82,25 @@ _UNIT_TO_UM = {
 }
 
 
-class _MissingKeyError(KeyError, ValueError):
+class VolumeReadError(ValueError):
+    """A volume file that cannot be read; the message names the file and the problem."""
+
+
+class ZarrChunkError(VolumeReadError):
+    """Chunk files of a Zarr store are missing inside the extent its other chunks cover.
+
+    Zarr reads a missing chunk as its fill value (background), so a store that lost
+    files would silently load with cells cut away. Stores written sparsely on purpose
+    (zarr's ``write_empty_chunks=False``) are read with ``allow_missing_chunks=True``
+    (CLI: ``--sparse``).
+    """
+
+
+class _MissingKeyError(KeyError, VolumeReadError):
     """A dataset key is missing or ambiguous; catchable as KeyError or ValueError."""
 
     # KeyError.__str__ would repr() the message and show it in quotes.
     __str__ = Exception.__str__
-
-
-def volume_format(path: PathLike) -> str:
-    """Return the format a path is read and written in, from its extension.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        File name; only its last suffix matters, case-insensitively.
-
-    Returns
-    -------
-    fmt : {'tiff', 'hdf5', 'zarr', 'npy', 'npz'}
-
-    Raises
-    ------
-    ValueError
-        If the extension is missing or not one of :data:`SUPPORTED_EXTENSIONS`.
-    """
-    suffix = Path(os.fspath(path)).suffix.lower()
-    try:
-        return _FORMAT_BY_EXTENSION[suffix]
-    except KeyError:
-        shown = f"extension '{suffix}'" if suffix else "no extension"
-        raise ValueError(
-            f"Cannot tell the volume format of '{os.fspath(path)}': it has {shown}. "
-            f"Supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}."
-        ) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -129,6 +115,7 @@ def load_volume(
     return_spacing: bool = False,
     mmap: bool = False,
     validate: bool = True,
+    allow_missing_chunks: bool = False,
 ) -> Any:
     """Load a 3D label volume, and optionally its voxel spacing, from a file.
 
@@ -158,6 +145,12 @@ def load_volume(
         :func:`~sklearn_overseg._validation.check_label_volume` (an all-background volume
         is accepted). For a lazy Zarr array only the shape and dtype are checked, so that
         validation does not read the whole array.
+    allow_missing_chunks : bool, default=False
+        Accept a Zarr store with chunk files missing inside the extent its other chunks
+        cover (read as background). By default that is a :class:`ZarrChunkError`: a store
+        that lost files would otherwise load with cells cut away. Set it for stores
+        written sparsely on purpose (zarr's ``write_empty_chunks=False``); missing chunks
+        outside that extent (background borders) are always accepted.
 
     Returns
     -------
@@ -172,10 +165,18 @@ def load_volume(
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    VolumeReadError
+        A ``ValueError``: if the file cannot be read (truncated, corrupt, empty, not of
+        its extension's format), if ``key`` is missing from the file or needed but not
+        given (the message lists the available keys; the error is also a
+        :class:`KeyError`), or if ``validate`` and a uint64 volume holds ids above
+        ``2**63 - 1``.
+    ZarrChunkError
+        A :class:`VolumeReadError`: chunk files are missing inside a Zarr store's
+        labelled extent and ``allow_missing_chunks`` is False.
     ValueError
-        If the extension is not supported, if ``key`` is missing from the file or needed
-        but not given (the message lists the available keys; the error is also a
-        :class:`KeyError`), or if ``validate`` and the data are not a label volume.
+        If the extension is not supported, or if ``validate`` and the data are not a
+        label volume.
     TypeError
         If ``validate`` and the dtype is not an integer one.
 
@@ -190,32 +191,122 @@ def load_volume(
     if not path.exists():
         raise FileNotFoundError(f"Volume file not found: '{path}'.")
     if fmt != "zarr" and path.is_dir():
-        raise ValueError(f"'{path}' is a directory, not a {fmt} file.")
+        raise VolumeReadError(f"'{path}' is a directory, not a {fmt} file.")
     _check_key_use(fmt, key, path)
-    try:
-        volume, raw_spacing, where = _READERS[fmt](path, key, mmap)
-    except (KeyError, FileNotFoundError):
-        raise
-    except (OSError, ValueError) as exc:
-        if "available" in str(exc):
-            raise  # our own messages about keys already name the file
-        # Corrupt files fail deep inside the reader with messages that omit the path.
-        raise ValueError(f"cannot read '{path}' as {fmt}: {exc}") from exc
+    if path.is_file() and path.stat().st_size == 0:
+        raise VolumeReadError(f"cannot read '{path}' as {fmt}: the file is empty (0 bytes).")
+    with _reporting_read_errors(path, fmt):
+        if fmt == "zarr":
+            volume, raw_spacing, where = _read_zarr(path, key, mmap, allow_missing_chunks)
+        else:
+            volume, raw_spacing, where = _READERS[fmt](path, key, mmap)
     if validate:
         name = f"volume loaded from '{path}'" + (f" (key '{key}')" if key is not None else "")
         if fmt == "zarr" and mmap:
             check_lazy_label_volume(volume, name)
         else:
             volume = check_label_volume(volume, name=name, allow_empty=True)
+            _check_id_range(volume, name)
     if not return_spacing:
         return volume
     return volume, _clean_spacing(raw_spacing, where)
 
 
+def _reason(exc: BaseException) -> str:
+    """One line saying what went wrong, also for exceptions with an empty message."""
+    text = " ".join(str(exc).split())
+    kind = type(exc)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+    return f"{text} ({name})" if text else name
+
+
+@contextlib.contextmanager
+def _reporting_read_errors(path: Path, fmt: str):
+    """Turn whatever a reader raises on a bad file into one :class:`VolumeReadError`.
+
+    Readers fail deep inside tifffile, h5py, zarr or numpy with messages that omit the
+    path and with exception types of their own (``zlib.error``, ``EOFError``, a codec's
+    ``RuntimeError``, ``BadZipFile``); all of them mean the file cannot be read.
+    """
+    try:
+        yield
+    except (VolumeReadError, MemoryError):
+        raise
+    except Exception as exc:
+        raise VolumeReadError(f"cannot read '{path}' as {fmt}: {_reason(exc)}") from exc
+
+
+def _check_id_range(volume: np.ndarray, name: str) -> None:
+    # Cells are indexed with int64 ids; uint64 ids above that would wrap to negatives.
+    if volume.dtype == np.uint64 and volume.size and volume.max() > np.iinfo(np.int64).max:
+        raise VolumeReadError(
+            f"{name} has label {int(volume.max())}, above the largest supported id "
+            "2**63 - 1; relabel it (e.g. skimage.segmentation.relabel_sequential)."
+        )
+
+
+def read_region(source: Any, region: Any = Ellipsis) -> np.ndarray:
+    """Read part of a lazily read volume as an ndarray, reporting read failures.
+
+    A Zarr chunk or HDF5 block that fails to decompress is found only when it is read,
+    possibly in a worker process; this turns that failure into the same
+    :class:`VolumeReadError` as :func:`load_volume` gives, naming the store.
+
+    Parameters
+    ----------
+    source : ndarray or lazily read array
+        A numpy array (read as is: its errors are bugs, not bad files), a
+        ``zarr.Array`` or an :class:`HDF5Volume`.
+    region : index, default=Ellipsis
+        What to read, e.g. a tuple of slices.
+
+    Returns
+    -------
+    data : ndarray
+
+    Raises
+    ------
+    VolumeReadError
+        If a lazy ``source`` fails to read the region.
+    """
+    if isinstance(source, np.ndarray):
+        return np.asarray(source) if region is Ellipsis else np.asarray(source[region])
+    try:
+        return np.asarray(source[region])
+    except (VolumeReadError, MemoryError, IndexError):
+        raise
+    except Exception as exc:
+        raise VolumeReadError(
+            f"cannot read {_source_name(source)} at {_region_text(region)}: {_reason(exc)}"
+        ) from exc
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, HDF5Volume):
+        return f"'{source.path}' (dataset '{source.key}')"
+    store = getattr(source, "store", None)
+    root = getattr(store, "root", None)
+    if root is not None:
+        inner = getattr(source, "path", "")
+        return f"'{root}'" + (f" (array '{inner}')" if inner else "")
+    return type(source).__name__
+
+
+def _region_text(region: Any) -> str:
+    if region is Ellipsis:
+        return "the whole array"
+    parts = region if isinstance(region, tuple) else (region,)
+    shown = [
+        f"{p.start or 0}:{'' if p.stop is None else p.stop}" if isinstance(p, slice) else str(p)
+        for p in parts
+    ]
+    return "[" + ", ".join(shown) + "]"
+
+
 def _check_key_use(fmt: str, key: str | None, path: Path) -> None:
     if key is None:
         return
-    if fmt not in _KEYED_FORMATS:
+    if fmt not in KEYED_FORMATS:
         raise ValueError(
             f"key={key!r} was given but '{path.name}' is a {fmt} file, which holds a single "
             "array; key is only used for .h5/.hdf5, .zarr and .npz files."
@@ -231,7 +322,7 @@ def _pick_key(path: Path, keys: Sequence[str], key: str | None, what: str) -> st
         if len(keys) == 1:
             return keys[0]
         if not keys:
-            raise ValueError(f"'{path}' contains no {what}.")
+            raise VolumeReadError(f"'{path}' contains no {what}.")
         raise _MissingKeyError(
             f"'{path}' contains {len(keys)} {what}s; choose one with key=. "
             f"Available keys: {listed}."
@@ -244,7 +335,7 @@ def _pick_key(path: Path, keys: Sequence[str], key: str | None, what: str) -> st
 def _read_tiff(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
         raw_spacing, where = _tiff_spacing(tif)
         volume = None
         if mmap:
@@ -254,6 +345,20 @@ def _read_tiff(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
         if volume is None:
             volume = tif.asarray()
     return volume, raw_spacing, where
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's log lines about a damaged file: the error raised says it once."""
+    import logging
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _tiff_spacing(tif: Any) -> tuple[Any, str]:
@@ -348,11 +453,19 @@ class HDF5Volume:
         return int(np.prod(self.shape))
 
     def __getitem__(self, item: Any) -> np.ndarray:
-        if self._file is None:
-            import h5py
+        try:
+            if self._file is None:
+                import h5py
 
-            self._file = h5py.File(self.path, "r")
-        return np.asarray(self._file[self.key][item])
+                self._file = h5py.File(self.path, "r")
+            return np.asarray(self._file[self.key][item])
+        except (MemoryError, IndexError):
+            raise
+        except Exception as exc:
+            raise VolumeReadError(
+                f"cannot read '{self.path}' (dataset '{self.key}') at {_region_text(item)}: "
+                f"{_reason(exc)}"
+            ) from exc
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return np.asarray(self[()], dtype=dtype)
@@ -374,7 +487,13 @@ class HDF5Volume:
         )
 
 
-def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool = False) -> Any:
+def open_volume(
+    path: PathLike,
+    *,
+    key: str | None = None,
+    return_spacing: bool = False,
+    allow_missing_chunks: bool = False,
+) -> Any:
     """Open a label volume for out-of-core processing, reading no voxel yet.
 
     Parameters
@@ -385,6 +504,8 @@ def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool 
         As in :func:`load_volume`.
     return_spacing : bool, default=False
         Also return the stored ``(z, y, x)`` voxel size (or ``None``).
+    allow_missing_chunks : bool, default=False
+        As in :func:`load_volume`.
 
     Returns
     -------
@@ -398,15 +519,23 @@ def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool 
 
     Raises
     ------
-    FileNotFoundError, ValueError, TypeError
+    FileNotFoundError, VolumeReadError, ZarrChunkError, ValueError, TypeError
         As :func:`load_volume`; only shape and dtype are checked here (values are
-        checked slab by slab when the volume is processed).
+        checked slab by slab when the volume is processed, and a chunk that fails to
+        read then raises :class:`VolumeReadError`).
     """
     # Absolute, so that the lazy array still points at the file from a worker process
     # running in another directory.
     path = Path(os.path.abspath(os.fspath(path)))
     if volume_format(path) != "hdf5" or not path.is_file():
-        volume, spacing = load_volume(path, key=key, return_spacing=True, mmap=True, validate=False)
+        volume, spacing = load_volume(
+            path,
+            key=key,
+            return_spacing=True,
+            mmap=True,
+            validate=False,
+            allow_missing_chunks=allow_missing_chunks,
+        )
         name = f"volume in '{path}'"
         if isinstance(volume, np.memmap) or not isinstance(volume, np.ndarray):
             check_lazy_label_volume(volume, name)  # values are checked slab by slab later
@@ -416,32 +545,28 @@ def open_volume(path: PathLike, *, key: str | None = None, return_spacing: bool 
     import h5py
 
     _check_key_use("hdf5", key, path)
-    try:
+    with _reporting_read_errors(path, "hdf5"):
         with h5py.File(path, "r") as f:
             key, raw_spacing, where = _locate_hdf5(f, path, key)
-    except (KeyError, FileNotFoundError):
-        raise
-    except (OSError, ValueError) as exc:
-        if "available" in str(exc):
-            raise
-        raise ValueError(f"cannot read '{path}' as hdf5: {exc}") from exc
-    volume = HDF5Volume(path, key)
+        volume = HDF5Volume(path, key)
     check_lazy_label_volume(volume, f"volume in '{path}' (key '{key}')")
     if not return_spacing:
         return volume
     return volume, _clean_spacing(raw_spacing, where)
 
 
-def _read_zarr(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
+def _read_zarr(
+    path: Path, key: str | None, mmap: bool, allow_missing_chunks: bool = False
+) -> tuple[Any, Any, str]:
     import zarr
 
     try:
         node = zarr.open(store=str(path), mode="r")
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise ValueError(f"'{path}' is not a readable Zarr store: {exc}") from None
+        raise VolumeReadError(f"'{path}' is not a readable Zarr store: {_reason(exc)}") from None
     if isinstance(node, zarr.Array):
         if key is not None:
-            raise ValueError(
+            raise VolumeReadError(
                 f"'{path}' is a single Zarr array, not a group: leave key=None (got {key!r})."
             )
         array = node
@@ -453,8 +578,47 @@ def _read_zarr(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
         array = node[key]
     where = f"'{path}' (" + (f"array '{key}' " if key else "") + "attribute 'spacing')"
     raw_spacing = array.attrs.get("spacing")
+    if not allow_missing_chunks:
+        _check_zarr_chunks(path, array)
     volume = array if mmap else array[...]
     return volume, raw_spacing, where
+
+
+def _check_zarr_chunks(path: Path, array: Any) -> None:
+    """Refuse chunk files missing inside the box spanned by the chunks present."""
+    import itertools
+
+    outer = array.shards or array.chunks
+    grid = tuple(-(-int(n) // int(c)) for n, c in zip(array.shape, outer, strict=True))
+    folder = Path(getattr(array.store, "root", path)) / (array.path or "")
+    present = set()
+    for root, _, files in os.walk(folder):
+        rel = Path(root).relative_to(folder).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        present.update(prefix + name for name in files)
+    found = []
+    for coords in itertools.product(*(range(n) for n in grid)):
+        if array.metadata.encode_chunk_key(coords) in present:
+            found.append(coords)
+    if not found:
+        return  # an all-background store: nothing to cut cells from
+    lo = np.min(found, axis=0)
+    hi = np.max(found, axis=0) + 1
+    inside = int(np.prod(hi - lo))
+    missing = inside - len(found)
+    if missing:
+        have = set(found)
+        first = next(
+            c
+            for c in itertools.product(*(range(a, b) for a, b in zip(lo, hi, strict=True)))
+            if c not in have
+        )
+        raise ZarrChunkError(
+            f"'{path}' is missing {missing} of the {inside} chunk files inside its labelled "
+            f"extent (first: chunk {tuple(int(v) for v in first)} of the {grid} grid); they "
+            "would read as background. If the store was written sparsely on purpose, pass "
+            "allow_missing_chunks=True (CLI: --sparse)."
+        )
 
 
 def _read_npy(path: Path, key: str | None, mmap: bool) -> tuple[Any, Any, str]:
@@ -532,7 +696,9 @@ def save_volume(
         reserved in ``.npz``. Must be ``None`` for TIFF and ``.npy``.
     overwrite : bool, default=False
         Replace an existing output. The old output stays untouched until the new one is
-        complete.
+        complete. The whole file or store is replaced, so an existing HDF5 file, Zarr
+        group or ``.npz`` holding arrays other than ``key`` is refused even then: this
+        function never adds an array into an existing container.
     compression : bool, default=True
         Compress losslessly (zlib for TIFF, gzip for HDF5, Zarr's default codec,
         ``savez_compressed`` for ``.npz``; ``.npy`` is never compressed).
@@ -545,7 +711,8 @@ def save_volume(
     Raises
     ------
     FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
+        If ``path`` exists and ``overwrite`` is False, or it is a container holding
+        other arrays than ``key`` (which replacing it would delete).
     FileNotFoundError
         If the parent directory does not exist.
     ValueError, TypeError
@@ -570,6 +737,7 @@ def save_volume(
         raise FileExistsError(
             f"'{path}' already exists; pass overwrite=True (CLI: --overwrite) to replace it."
         )
+    _refuse_container_with_others(path, fmt, key)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"Output directory does not exist: '{path.parent}'.")
     if fmt == "npy" and spacing is not None:
@@ -585,103 +753,41 @@ def save_volume(
     return path
 
 
-@contextlib.contextmanager
-def atomic_output(
-    path: PathLike,
-    *,
-    directory: bool = False,
-    overwrite: bool = False,
-    replaceable: tuple[Callable[[Path], bool], str] | None = None,
-):
-    """A temporary sibling of ``path`` to write into, moved into place on success.
-
-    On any exception (also ``KeyboardInterrupt``) the temporary file or directory is
-    removed and ``path`` stays as it was. An existing ``path`` (also one created by
-    someone else meanwhile) is replaced only with ``overwrite``, and an existing
-    directory only if ``replaceable`` accepts it.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The final output.
-    directory : bool, default=False
-        Yield an empty directory (a Zarr store, a saved model) instead of an empty file.
-    overwrite : bool, default=False
-        Replace an existing ``path``.
-    replaceable : (callable, str), optional
-        A test that an existing directory is one of ours, and what it should be (for
-        the error message); by default a Zarr store.
-
-    Yields
-    ------
-    tmp : pathlib.Path
-        Where to write.
-    """
-    path = Path(os.fspath(path))
-    tmp = _make_temp_sibling(path, directory=directory)
+def _container_arrays(path: Path, fmt: str) -> list[str] | None:
+    """The array names an existing HDF5/Zarr/npz file holds, or None if unreadable."""
     try:
-        yield tmp
-        _move_into_place(tmp, path, overwrite, replaceable or (_is_zarr_store, "a Zarr store"))
-    except BaseException:
-        _remove(tmp)
-        raise
+        if fmt == "hdf5":
+            import h5py
+
+            names: list[str] = []
+            with h5py.File(path, "r") as f:
+                f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+            return names
+        if fmt == "zarr":
+            import zarr
+
+            node = zarr.open(store=str(path), mode="r")
+            if isinstance(node, zarr.Array):
+                return []
+            return [n for n, obj in node.members(max_depth=None) if isinstance(obj, zarr.Array)]
+        if fmt == "npz":
+            with np.load(path, allow_pickle=False) as npz:
+                return [n for n in npz.files if n != "spacing"]
+    except Exception:  # a corrupt file holds nothing that could be kept
+        return None
+    return []
 
 
-def _make_temp_sibling(path: Path, *, directory: bool) -> Path:
-    # Same directory so the final rename never crosses a filesystem; created exclusively
-    # (not with tempfile, whose 0o600/0o700 modes would outlive the rename).
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            if directory:
-                tmp.mkdir()
-            else:
-                with open(tmp, "xb"):
-                    pass
-        except FileExistsError:
-            continue
-        return tmp
-
-
-def _move_into_place(
-    tmp: Path, path: Path, overwrite: bool, replaceable: tuple[Callable[[Path], bool], str]
-) -> None:
-    exists = path.exists() or path.is_symlink()
-    if exists and not overwrite:  # created by someone else while we were writing
-        raise FileExistsError(
-            f"'{path}' already exists; pass overwrite=True (CLI: --overwrite) to replace it."
-        )
-    if not exists or (tmp.is_file() and not path.is_dir()):
-        os.replace(tmp, path)  # atomic for files
+def _refuse_container_with_others(path: Path, fmt: str, key: str | None) -> None:
+    if fmt not in KEYED_FORMATS or not path.exists():
         return
-    ours, what = replaceable
-    if path.is_dir() and not ours(path):
-        # overwrite=True replaces an output, never an unrelated folder of the user's.
+    others = sorted(set(_container_arrays(path, fmt) or ()) - {key})
+    if others:
+        shown = ", ".join(repr(n) for n in others[:5]) + (" ..." if len(others) > 5 else "")
         raise FileExistsError(
-            f"'{path}' is a directory that is not {what}; refusing to replace it."
+            f"'{path}' holds other arrays ({shown}) that replacing it would delete; "
+            "refusing even with overwrite=True. Write to a new file."
         )
-    # A directory cannot be atomically replaced: set the old one aside, move the new one
-    # in, then delete the old one, restoring it if the move fails.
-    trash = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
-    os.replace(path, trash)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(trash, path)
-        raise
-    _remove(trash)
-
-
-def _is_zarr_store(path: Path) -> bool:
-    return any((path / marker).exists() for marker in ("zarr.json", ".zarray", ".zgroup"))
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
 
 
 def _write_tiff(
@@ -715,7 +821,8 @@ def _write_hdf5(
 ) -> None:
     import h5py
 
-    with h5py.File(target, "w") as f:
+    # No HDF5 file locking: atomic_output holds its own lock on the temporary.
+    with h5py.File(target, "w", locking=False) as f:
         options: dict[str, Any] = {"compression": "gzip", "compression_opts": 4} if compress else {}
         ds = f.create_dataset(key, data=volume, **options)
         if spacing is not None:
@@ -734,6 +841,8 @@ def _write_zarr(
         compressors="auto" if compress else None,
         attributes={} if spacing is None else {"spacing": list(spacing)},
         overwrite=True,  # the temporary directory exists already, empty
+        # Every chunk written, background ones too: a missing chunk then means a lost file.
+        config={"write_empty_chunks": True},
     )
 
 

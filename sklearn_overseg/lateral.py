@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import effective_n_jobs
 from .candidates import PairGeometry
 from .cells import CellIndex
 from .features import _table_tags
@@ -40,7 +41,30 @@ __all__ = ["LateralFeatures", "LateralScreener", "lateral_pairs"]
 _KEY = np.int64(1) << 31
 
 
-def lateral_pairs(index: CellIndex, *, max_shared_layers: int = 1) -> pd.DataFrame:
+def _in_plane_offsets(max_distance: int) -> list[tuple[int, int]]:
+    """In-plane offsets (dy, dx), one of each +/- pair, up to ``max_distance`` pixels."""
+    return [
+        (dy, dx)
+        for dy in range(0, max_distance + 1)
+        for dx in range(-max_distance, max_distance + 1)
+        if (dy > 0 or dx > 0) and dy * dy + dx * dx <= max_distance * max_distance
+    ]
+
+
+def _shifted_pairs(volume, dy: int, dx: int):
+    """Views ``first, second`` of the volume such that second is first moved by (dy, dx)."""
+    ny, nx = volume.shape[1], volume.shape[2]
+    ys0, ys1 = slice(0, ny - dy), slice(dy, ny)
+    if dx >= 0:
+        xs0, xs1 = slice(0, nx - dx), slice(dx, nx)
+    else:
+        xs0, xs1 = slice(-dx, nx), slice(0, nx + dx)
+    return volume[:, ys0, xs0], volume[:, ys1, xs1]
+
+
+def lateral_pairs(
+    index: CellIndex, *, max_shared_layers: int = 1, max_distance: int = 1
+) -> pd.DataFrame:
     """Pairs of cells that touch in-plane and share at most ``max_shared_layers`` layers.
 
     Parameters
@@ -48,6 +72,10 @@ def lateral_pairs(index: CellIndex, *, max_shared_layers: int = 1) -> pd.DataFra
     index : CellIndex
     max_shared_layers : int, default=1
         Largest overlap of the two z-ranges (in layers).
+    max_distance : int, default=1
+        In-plane distance in pixels at which two labels count as touching: 1 is a
+        shared pixel edge; 2 also pairs pieces one pixel apart (a cut whose boundary a
+        segmenter eroded) and diagonal neighbours.
 
     Returns
     -------
@@ -59,7 +87,8 @@ def lateral_pairs(index: CellIndex, *, max_shared_layers: int = 1) -> pd.DataFra
     volume = index.volume
     columns = ("pos_a", "pos_b", "gap", "overlap_px", "contact_px")
     keys = []
-    for first, second in ((volume[:, :-1], volume[:, 1:]), (volume[:, :, :-1], volume[:, :, 1:])):
+    for dy, dx in _in_plane_offsets(max_distance):
+        first, second = _shifted_pairs(volume, dy, dx)
         touch = (first != second) & (first != 0) & (second != 0)
         if touch.any():
             pa = index.positions(first[touch]).astype(np.int64)
@@ -105,7 +134,12 @@ def _lateral_geometry(context_layers: int):
             spacing=(spacing[1], spacing[2]),
             layer_step=spacing[0],
             origin=(y0, x0),
-            extra={"shared": (int(s0) - w0, int(s1) - w0)},
+            # Third labels in the window: a piece lying under another cell's footprint
+            # more likely belongs to that cell than to its in-plane neighbour.
+            extra={
+                "shared": (int(s0) - w0, int(s1) - w0),
+                "other": (crop != 0) & (crop != label_a) & (crop != label_b),
+            },
         )
 
     return geometry
@@ -120,6 +154,9 @@ class LateralScreener(BaseScreener):
         Largest overlap of the two labels' z-ranges, in layers. The pieces of a
         cross-section cut by a 2D segmenter share one layer; distinct neighbouring
         cells usually share many.
+    max_distance : int, default=1
+        In-plane distance in pixels at which two labels count as touching (see
+        :func:`lateral_pairs`).
     context_layers : int, default=2
         Layers kept above and below the shared ones in each row's geometry.
     spacing : tuple of float, optional
@@ -140,6 +177,7 @@ class LateralScreener(BaseScreener):
 
     _parameter_constraints: ClassVar[dict] = {
         "max_shared_layers": [Interval(Integral, 1, None, closed="left")],
+        "max_distance": [Interval(Integral, 1, None, closed="left")],
         "context_layers": [Interval(Integral, 1, None, closed="left")],
         "spacing": ["array-like", None],
         "n_jobs": [Integral, None],
@@ -151,11 +189,13 @@ class LateralScreener(BaseScreener):
         self,
         *,
         max_shared_layers: int = 1,
+        max_distance: int = 1,
         context_layers: int = 2,
         spacing=None,
         n_jobs: int | None = None,
     ) -> None:
         self.max_shared_layers = max_shared_layers
+        self.max_distance = max_distance
         self.context_layers = context_layers
         self.spacing = spacing
         self.n_jobs = n_jobs
@@ -186,7 +226,9 @@ class LateralScreener(BaseScreener):
         index, spacing = self._prepare(volume, spacing, index)
         if not isinstance(index.volume, np.ndarray):
             index = dataclasses.replace(index, volume=np.asarray(index.volume))
-        pairs = lateral_pairs(index, max_shared_layers=self.max_shared_layers)
+        pairs = lateral_pairs(
+            index, max_shared_layers=self.max_shared_layers, max_distance=self.max_distance
+        )
         return build_table(
             index,
             pairs,
@@ -214,6 +256,8 @@ LATERAL_FEATURES: tuple[str, ...] = (
     "lat_area_union_below",
     "lat_cover_small",
     "lat_cover_large",
+    "lat_foreign_small",
+    "lat_foreign_large",
     "lat_has_above",
     "lat_has_below",
     "lat_layers_a",
@@ -274,6 +318,7 @@ def _lateral_row(geom: PairGeometry, contact_px: int) -> np.ndarray:
     # Pixels of each piece that the other piece covers in the layers next to the cut: a
     # piece of the same cell lies in the other piece's footprint, a neighbour does not.
     near = [t for t in (s - 1, s + 1) if 0 <= t < union.shape[0]]
+    other_cells = geom.extra.get("other")
     pieces = sorted(((a, b), (b, a)), key=lambda pair: np.count_nonzero(pair[0][s]))
     for name, (piece, other) in zip(("small", "large"), pieces, strict=True):
         footprint = np.zeros(piece.shape[1:], dtype=bool)
@@ -281,6 +326,14 @@ def _lateral_row(geom: PairGeometry, contact_px: int) -> np.ndarray:
             footprint |= other[t]
         own = np.count_nonzero(piece[s])
         out[f"lat_cover_{name}"] = np.count_nonzero(piece[s] & footprint) / own if own else 0.0
+        if other_cells is not None:
+            foreign = np.zeros(piece.shape[1:], dtype=bool)
+            for t in near:
+                foreign |= other_cells[t]
+            hit = np.count_nonzero(piece[s] & foreign)
+            out[f"lat_foreign_{name}"] = hit / own if own else 0.0
+        else:
+            out[f"lat_foreign_{name}"] = 0.0
     out["lat_layers_a"] = float(np.count_nonzero(area_a))
     out["lat_layers_b"] = float(np.count_nonzero(area_b))
     out["lat_shared_layers"] = float(s1 - s0)
@@ -325,7 +378,7 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
     >>> table = LateralScreener().screen(vol)
     >>> features = LateralFeatures().fit_transform(table)
     >>> features.shape
-    (1, 17)
+    (1, 19)
     """
 
     _parameter_constraints: ClassVar[dict] = {"n_jobs": [Integral, None]}
@@ -365,13 +418,13 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_rows, 17)
+        features : ndarray of shape (n_rows, 19)
         """
         check_is_fitted(self, "n_features_in_")
         _check_lateral_table(X)
         if len(X) == 0:
             return np.zeros((0, len(LATERAL_FEATURES)))
-        rows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+        rows = Parallel(n_jobs=effective_n_jobs(self.n_jobs, len(X)), prefer="threads")(
             delayed(_lateral_row)(g, int(c))
             for g, c in zip(X["geometry"], X["contact_px"], strict=True)
         )

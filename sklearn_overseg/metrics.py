@@ -475,8 +475,9 @@ def _majority_owner(labels: np.ndarray, reference: np.ndarray) -> tuple[np.ndarr
     inside = labels != 0
     ids, inverse = np.unique(labels[inside], return_inverse=True)
     ref_ids, ref_inverse = np.unique(reference[inside], return_inverse=True)
-    keys, counts = np.unique(inverse.astype(np.int64) * len(ref_ids) + ref_inverse,
-                             return_counts=True)
+    keys, counts = np.unique(
+        inverse.astype(np.int64) * len(ref_ids) + ref_inverse, return_counts=True
+    )
     label_pos, ref_pos = keys // len(ref_ids), keys % len(ref_ids)
     # Per label, the most voxels first, then the smallest reference id.
     order = np.lexsort((ref_ids[ref_pos], -counts, label_pos))
@@ -504,8 +505,9 @@ def repair_scores(
     * ``repaired``: per true cell, its labels owned minus the distinct corrected ids
       among them, summed; at most ``split_links``.
     * ``false_joins``: per corrected id, the distinct owners of the input labels it holds
-      minus one, summed. A join already in the input (one label over two cells) is not
-      counted: it is one input label with one owner.
+      minus one, summed; each label owned by background counts as an owner of its own,
+      so joining it to anything is a false join. A join already in the input (one label
+      over two cells) is not counted: it is one input label with one owner.
     * ``mAP_input``, ``mAP_corrected``: mAP of the input and the corrected volume.
     * ``mAP_ceiling``: mAP after relabelling every input label to its owner (labels owned
       by background stay as they are), the best any merge-only corrector can reach.
@@ -556,7 +558,10 @@ def repair_scores(
         cell_after = np.unique(np.stack([owner[owned], after[owned]]), axis=1)
         distinct_after = np.unique(cell_after[0], return_counts=True)[1]
         repaired = int((per_cell - distinct_after).sum())
-        joined = np.unique(np.stack([after, owner]), axis=1)
+        # A label owned by background is no cell: joining two such labels is a false
+        # join too (as label_candidates says), so each counts as an owner of its own.
+        key = np.where(owned, owner, -1 - np.arange(len(ids), dtype=np.int64))
+        joined = np.unique(np.stack([after, key]), axis=1)
         joined = joined[:, joined[0] != 0]
         false_joins = int((np.unique(joined[0], return_counts=True)[1] - 1).sum())
     ceiling = np.zeros(flawed.shape, dtype=np.int64)

@@ -59,26 +59,88 @@ Methods
 from __future__ import annotations
 
 import math
+import os
+import sys
 from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
-import ot as pot
 from scipy.spatial.distance import cdist
 from sklearn.utils import check_random_state
 
 from ._validation import check_spacing
 
-# The solver behind ``ot.emd2``, called directly to skip ~0.1 ms of checks per call.
-# ``_emd2`` mirrors POT 0.9.7's wrapper; any other version goes through ``ot.emd2``.
-_emd_c: Any = None
-_check_result: Any = None
-if pot.__version__.startswith("0.9.7"):
+# POT is imported on first use, not with this module: ``import ot`` also imports its
+# optional backends (torch among them, several seconds), which the command line only
+# pays when a distance is actually computed (and there with those backends disabled).
+_POT_NAMES = ("pot", "_emd_c", "_check_result")
+#: Set by the ``overseg`` command (and so inherited by its worker processes).
+_LEAN_POT_VARIABLE = "SKLEARN_OVERSEG_LEAN_POT"
+# What POT tries to import, each in its own ``try/except ImportError``, for solvers this
+# package never calls: networkx (graph partitions of quantised Gromov-Wasserstein) and
+# scikit-learn's clustering (k-means initialisations). Together ~0.5 s, most of the cost
+# of ``import ot`` once its backends are disabled.
+_POT_OPTIONAL = ("networkx", "sklearn.cluster")
+
+
+def _import_pot() -> Any:
+    """``import ot``; in the ``overseg`` command's processes without POT's optional extras.
+
+    With :data:`_LEAN_POT_VARIABLE` set, the modules of ``_POT_OPTIONAL`` are marked
+    missing while POT imports itself (``sys.modules[name] = None`` makes an import raise
+    ``ImportError``, which POT catches) and unmarked straight after, so anything imported
+    later sees them as usual; only POT's own flags for them stay off in that process.
+    Library users are not affected unless they set the variable.
+    """
+    if "ot" in sys.modules or not os.environ.get(_LEAN_POT_VARIABLE):
+        import ot
+
+        return ot
+    blocked = [name for name in _POT_OPTIONAL if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
-        from ot.lp.emd_wrap import check_result as _check_result
-        from ot.lp.emd_wrap import emd_c as _emd_c
-    except ImportError:  # pragma: no cover - unexpected layout: keep ``ot.emd2``
-        _emd_c = _check_result = None
+        import ot
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return ot
+
+
+def _load_pot() -> None:
+    """Import POT and bind ``pot``, ``_emd_c`` and ``_check_result`` in this module.
+
+    The solver behind ``ot.emd2`` is called directly to skip ~0.1 ms of checks per call;
+    ``_emd2`` mirrors POT 0.9.7's wrapper, and any other version goes through ``ot.emd2``
+    (``_emd_c`` is None).
+    """
+    pot = _import_pot()
+    emd_c = check_result = None
+    if pot.__version__.startswith("0.9.7"):
+        try:
+            from ot.lp.emd_wrap import check_result, emd_c
+        except ImportError:  # pragma: no cover - unexpected layout: keep ``ot.emd2``
+            emd_c = check_result = None
+    namespace = globals()
+    # Values set beforehand (a test forcing the ``ot.emd2`` path) are kept.
+    namespace.setdefault("_emd_c", emd_c)
+    namespace.setdefault("_check_result", check_result)
+    namespace.setdefault("pot", pot)
+
+
+def _pot(name: str) -> Any:
+    namespace = globals()
+    if name not in namespace:
+        _load_pot()
+    return namespace[name]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _POT_NAMES:
+        return _pot(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["DEFAULT_MAX_EXACT_POINTS", "mask_wasserstein", "pairwise_layer_distances"]
 
@@ -219,10 +281,11 @@ def _emd2(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
     sum_a, sum_b = a.sum(0), b.sum(0, keepdims=True)
     b_solver = b * sum_a / sum_b
     # POT's own marginal check (``decimal=6``) and zero-weight filtering stay with POT.
-    if _emd_c is None or not (abs(sum_a - sum_b[0]) < 1.5e-6 and a.all() and b_solver.all()):
-        return float(pot.emd2(a, b, cost, numItermax=_NUM_ITER_MAX))
-    _plan, value, _u, _v, code = _emd_c(a, b_solver, cost, _NUM_ITER_MAX, 1, None, None)
-    _check_result(code)
+    emd_c = _pot("_emd_c")
+    if emd_c is None or not (abs(sum_a - sum_b[0]) < 1.5e-6 and a.all() and b_solver.all()):
+        return float(_pot("pot").emd2(a, b, cost, numItermax=_NUM_ITER_MAX))
+    _plan, value, _u, _v, code = emd_c(a, b_solver, cost, _NUM_ITER_MAX, 1, None, None)
+    _pot("_check_result")(code)
     return float(value)
 
 

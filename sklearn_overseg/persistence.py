@@ -46,6 +46,13 @@ On load the estimator is built as ``cls(**params)`` and then ``_set_persist_stat
 called with the decoded state. :class:`~sklearn_overseg.classifier.OversegMLPClassifier`
 stores its torch ``state_dict`` this way.
 
+Loading checks what it reads before anything uses it: a truncated, empty or corrupt
+``arrays.npz``, a ``config.json`` nested deeper than :data:`MAX_JSON_DEPTH`, stored arrays
+whose shape or dtype disagree with the estimator they rebuild (e.g. ``hidden_units`` that
+do not match the weights), non-finite network weights and parameters outside their
+``_parameter_constraints`` (``_validate_params``, e.g. a ``threshold`` of 5) all raise a
+:class:`ModelFileError` (a ``ValueError``) naming the model directory and the problem.
+
 Writes are atomic: the directory is written next to the target under a temporary name
 and moved into place with :func:`os.replace`. An existing target is only replaced with
 ``overwrite=True`` and only if it is itself a saved model (never an arbitrary directory);
@@ -61,6 +68,8 @@ import math
 import os
 import types
 import warnings
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,7 +81,9 @@ from sklearn.utils import Bunch
 
 __all__ = [
     "ALLOWED_MODULES",
+    "MAX_JSON_DEPTH",
     "SCHEMA_VERSION",
+    "ModelFileError",
     "load_estimator",
     "load_metadata",
     "save_estimator",
@@ -85,7 +96,16 @@ ARRAYS_NAME = "arrays.npz"
 #: Top-level packages whose classes and functions a saved model may name.
 ALLOWED_MODULES = ("sklearn", "sklearn_overseg")
 
+#: Deepest nesting of lists/objects accepted in ``config.json`` (the shipped models use 20).
+MAX_JSON_DEPTH = 100
+
 _KIND = "__kind__"
+
+
+class ModelFileError(ValueError):
+    """A saved model that cannot be loaded; the message names the directory and why."""
+
+
 _BUILTIN_TYPES = {t.__name__: t for t in (bool, int, float, complex, str, bytes)}
 
 
@@ -298,6 +318,12 @@ class _Decoder:
                     f"Refusing to load {cls.__name__}: saved state {key!r} would shadow a "
                     "class attribute."
                 )
+        if callable(getattr(est, "_validate_params", None)) and hasattr(
+            cls, "_parameter_constraints"
+        ):
+            # The constructor stores parameters as given; fit would check them, but a
+            # loaded model goes straight to predict.
+            est._validate_params()
         if node.get("hook"):
             if not callable(getattr(cls, "_set_persist_state", None)):
                 raise ValueError(f"{cls.__name__} has no _set_persist_state() to restore it.")
@@ -381,8 +407,22 @@ def _is_model_dir(path: Path) -> bool:
     try:
         with open(path / CONFIG_NAME, encoding="utf-8") as fh:
             return json.load(fh).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
+
+
+def _json_depth(value: Any) -> int:
+    """Deepest nesting of lists and dicts in a parsed JSON value (iterative)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def _fsync_dir(path: Path) -> None:
@@ -494,19 +534,31 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"No saved model directory at {path}.")
     config_path = path / CONFIG_NAME
     if not config_path.is_file():
-        raise ValueError(f"{path} is not a saved model: {CONFIG_NAME} is missing.")
+        raise ModelFileError(f"{path} is not a saved model: {CONFIG_NAME} is missing.")
     try:
         with open(config_path, encoding="utf-8") as fh:
             config = json.load(fh)
+    except RecursionError:
+        raise ModelFileError(
+            f"{config_path} is nested too deeply to be a saved model "
+            f"(more than {MAX_JSON_DEPTH} levels)."
+        ) from None
     except ValueError as exc:
-        raise ValueError(f"{config_path} is not valid JSON: {exc}") from exc
+        raise ModelFileError(f"{config_path} is not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {config_path}: {exc.strerror or exc}") from exc
+    if _json_depth(config) > MAX_JSON_DEPTH:
+        raise ModelFileError(
+            f"{config_path} is nested too deeply to be a saved model "
+            f"(more than {MAX_JSON_DEPTH} levels)."
+        )
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise ValueError(f"{config_path} was not written by save_estimator.")
+        raise ModelFileError(f"{config_path} was not written by save_estimator.")
     version = config.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version:
-        raise ValueError(f"{config_path} has an invalid schema_version {version!r}.")
+        raise ModelFileError(f"{config_path} has an invalid schema_version {version!r}.")
     if version > SCHEMA_VERSION:
-        raise ValueError(
+        raise ModelFileError(
             f"{path} uses schema version {version}, newer than this sklearn_overseg "
             f"supports ({SCHEMA_VERSION}); upgrade sklearn_overseg to load it."
         )
@@ -543,9 +595,13 @@ def load_estimator(path: str | os.PathLike) -> BaseEstimator:
 
     Raises
     ------
-    ValueError
-        If the config is malformed, from a newer schema, or names a class or function
-        outside the allowlisted modules.
+    ModelFileError
+        A ``ValueError``: if the config is malformed, nested deeper than
+        :data:`MAX_JSON_DEPTH`, from a newer schema, or names a class or function
+        outside the allowlisted modules; if ``arrays.npz`` is empty, truncated or
+        corrupt; if stored arrays do not fit the estimator they rebuild or network
+        weights are not finite; if a parameter fails the estimator's
+        ``_parameter_constraints``.
     FileNotFoundError
         If ``path`` is not a directory.
     """
@@ -561,10 +617,35 @@ def load_estimator(path: str | os.PathLike) -> BaseEstimator:
         )
     arrays_path = path / ARRAYS_NAME
     if not arrays_path.is_file():
-        raise ValueError(f"{path} is not a complete saved model: {ARRAYS_NAME} is missing.")
-    with np.load(arrays_path, allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+        raise ModelFileError(f"{path} is not a complete saved model: {ARRAYS_NAME} is missing.")
+    arrays = _read_arrays(arrays_path)
     tree = config.get("estimator")
     if not isinstance(tree, dict) or tree.get(_KIND) != "estimator":
-        raise ValueError(f"{path / CONFIG_NAME} holds no estimator.")
-    return _Decoder(arrays).estimator(tree)
+        raise ModelFileError(f"{path / CONFIG_NAME} holds no estimator.")
+    try:
+        return _Decoder(arrays).estimator(tree)
+    except (MemoryError, ModelFileError):
+        raise
+    except Exception as exc:
+        # Builds and state setters fail on a tampered or mismatched file with their own
+        # exception types (torch's size-mismatch RuntimeError, TypeError of an unknown
+        # parameter, InvalidParameterError): all of them mean this file is unusable.
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelFileError(f"cannot load the model in {path}: {text}") from exc
+
+
+def _read_arrays(arrays_path: Path) -> dict[str, np.ndarray]:
+    if arrays_path.stat().st_size == 0:
+        raise ModelFileError(f"{arrays_path} is empty (0 bytes): the model was not saved whole.")
+    try:
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise ValueError("it holds a single array, not an .npz archive")
+            return {key: npz[key] for key in npz.files}
+    except MemoryError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelFileError(
+            f"{arrays_path} is truncated or corrupt ({type(exc).__name__}: {text})."
+        ) from exc

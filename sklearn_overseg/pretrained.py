@@ -4,7 +4,9 @@ They are stored as JSON + NumPy arrays (see :mod:`sklearn_overseg.persistence`) 
 on load: nothing in the files is executed or unpickled. ``docs/model_card.md`` says what
 they were trained on and how well they do.
 
-- ``models/default``: axial splits (2D-stitching pipelines such as CellStitch);
+- ``models/default``: splits of per-slice segmentations stitched in z (Cellpose,
+  StarDist, CellStitch): axial gaps of up to three layers, one-layer fragments and
+  pieces that share a layer, and the paper's blanked layer;
 - ``models/contact``: cuts by tilted surfaces (3D segmenters such as PlantSeg);
 - ``kind="both"`` joins the two: one :class:`~sklearn_overseg.contact.CombinedScreener`
   and a :class:`~sklearn_overseg.dispatch.KindClassifier` that sends each candidate to the
@@ -73,20 +75,49 @@ def load_pretrained(path=None, *, kind: str = "axial"):
 
 
 def _join(axial, contact):
-    """One corrector that screens both ways and judges each pair with its own model."""
+    """One corrector that screens every way and judges each pair with the model of its kind.
+
+    ``axial`` is the default model (axial gaps, and pieces sharing a layer when it
+    screens them), ``contact`` the contact model.
+    """
     from .contact import CombinedScreener
     from .corrector import SegmentationCorrector
     from .dispatch import KindClassifier
 
-    classifier = KindClassifier(axial=axial.classifier, contact=contact.classifier)
-    classifier.estimators_ = {"axial": axial.classifier_, "contact": contact.classifier_}
+    def parts(model):
+        """Screener, classifier and threshold of each kind a shipped model judges."""
+        screener, classifier = model.screener_, model.classifier_
+        if isinstance(screener, CombinedScreener):
+            screeners = {s.kind: s for s in screener._screeners()}
+        else:
+            screeners = {screener.kind: screener}
+        for kind in screeners:
+            if isinstance(classifier, KindClassifier):
+                estimator = classifier.estimators_[kind]
+            else:
+                estimator = classifier
+            threshold = model.threshold
+            if isinstance(threshold, dict):
+                threshold = threshold[kind]
+            yield kind, screeners[kind], estimator, threshold
+
+    screeners, estimators, thresholds = {}, {}, {}
+    for model in (axial, contact):
+        for kind, screener, estimator, threshold in parts(model):
+            screeners[kind], estimators[kind], thresholds[kind] = screener, estimator, threshold
+    classifier = KindClassifier(**estimators)
+    classifier.estimators_ = estimators
     classifier.classes_ = np.array([0, 1])
-    screener = CombinedScreener(axial=axial.screener_, contact=contact.screener_)
+    screener = CombinedScreener(
+        axial=screeners.get("axial", "drop"),
+        contact=screeners.get("contact", "drop"),
+        lateral=screeners.get("lateral", "drop"),
+    )
     both = SegmentationCorrector(
         screener=screener,
         classifier=classifier,
         # Each kind keeps the threshold its model was tuned with.
-        threshold={"axial": axial.threshold, "contact": contact.threshold},
+        threshold=thresholds,
         interpolation=axial.interpolation,
     )
     both.screener_ = screener

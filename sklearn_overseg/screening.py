@@ -23,7 +23,7 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 
-from ._validation import check_label_volume, check_n_jobs, check_spacing
+from ._validation import check_label_volume, check_n_jobs, check_spacing, effective_n_jobs
 from .candidates import (
     CANDIDATE_COLUMNS,
     PairGeometry,
@@ -575,7 +575,7 @@ def build_table(
     gaps = pairs["gap"].to_numpy()
     if with_geometry:
         # numpy comparisons release the GIL, so threads scale without copying the volume.
-        geoms = Parallel(n_jobs=n_jobs, prefer="threads")(
+        geoms = Parallel(n_jobs=effective_n_jobs(n_jobs, len(pairs)), prefer="threads")(
             delayed(geometry)(index, int(a), int(b), int(g), spacing)
             for a, b, g in zip(cell_a, cell_b, gaps, strict=True)
         )

@@ -37,7 +37,13 @@ from sklearn.utils import check_random_state
 from ._validation import check_label_volume
 from .stitch import stitch_slices
 
-__all__ = ["StitchedVolume", "segment_layers", "synthesize_stitched"]
+__all__ = [
+    "STITCHED_FAULTS",
+    "StitchedVolume",
+    "make_stitched_training_table",
+    "segment_layers",
+    "synthesize_stitched",
+]
 
 _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
@@ -66,8 +72,15 @@ class StitchedVolume:
     settings: dict = field(default_factory=dict)
 
 
-def _draw(value: Any, name: str, rng: np.random.RandomState, *, integer: bool, low: float,
-          high: float | None) -> float:
+def _draw(
+    value: Any,
+    name: str,
+    rng: np.random.RandomState,
+    *,
+    integer: bool,
+    low: float,
+    high: float | None,
+) -> float:
     """One value from a number or a ``(low, high)`` range, checked against bounds."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -87,8 +100,9 @@ def _draw(value: Any, name: str, rng: np.random.RandomState, *, integer: bool, l
     return int(value) if integer else float(value)
 
 
-def _cut_in_two(slices: np.ndarray, mask_ids: np.ndarray, next_id: int,
-                rng: np.random.RandomState) -> int:
+def _cut_in_two(
+    slices: np.ndarray, mask_ids: np.ndarray, next_id: int, rng: np.random.RandomState
+) -> int:
     """Cut each listed 2D mask by a random line through its centroid; returns the next id."""
     boxes = ndimage.find_objects(slices)
     for mask_id in mask_ids:
@@ -105,6 +119,17 @@ def _cut_in_two(slices: np.ndarray, mask_ids: np.ndarray, next_id: int,
         crop[zs[side], ys[side], xs[side]] = next_id
         next_id += 1
     return next_id
+
+
+def _check_setting(value: Any, name: str, *, integer: bool, high: float | None) -> float:
+    """One fixed setting, checked like a drawn one; ranges belong to synthesize_stitched."""
+    if isinstance(value, (tuple, list)):
+        raise TypeError(
+            f"{name} must be a number here, got {value!r}; (low, high) ranges are drawn "
+            "by synthesize_stitched."
+        )
+    # A single number draws nothing: no generator is needed.
+    return _draw(value, name, None, integer=integer, low=0, high=high)  # type: ignore[arg-type]
 
 
 def segment_layers(
@@ -137,8 +162,19 @@ def segment_layers(
     slices : ndarray of shape (Z, Y, X), dtype int64
         One id per 2D mask, unique over the stack (so ids never repeat across layers),
         0 = background.
+
+    Raises
+    ------
+    TypeError
+        If a setting is not a number (ranges are for :func:`synthesize_stitched`).
+    ValueError
+        If a rate is outside ``[0, 1]`` or ``min_area`` is negative.
     """
     gt = check_label_volume(ground_truth, name="ground_truth")
+    min_area = _check_setting(min_area, "min_area", integer=True, high=None)
+    miss_rate = _check_setting(miss_rate, "miss_rate", integer=False, high=1)
+    boundary_rate = _check_setting(boundary_rate, "boundary_rate", integer=False, high=1)
+    cut_rate = _check_setting(cut_rate, "cut_rate", integer=False, high=1)
     rng = check_random_state(random_state)
     # Every connected piece of a cross-section is its own 2D mask, as a 2D segmenter sees it.
     slices = np.zeros(gt.shape, dtype=np.int64)
@@ -261,3 +297,115 @@ def synthesize_stitched(
     )
     labels = stitch_slices(slices, iou_threshold=settings["iou_threshold"], relabel_layers=True)
     return StitchedVolume(labels=labels, ground_truth=sub, slices=slices, settings=settings)
+
+
+#: Fault ranges of :func:`make_stitched_training_table` (the grid of the shipped model).
+STITCHED_FAULTS: dict[str, tuple[float, float]] = {
+    "min_area": (10, 60),
+    "miss_rate": (0.0, 0.1),
+    "boundary_rate": (0.0, 0.5),
+    "cut_rate": (0.0, 0.05),
+    "iou_threshold": (0.1, 0.5),
+}
+
+
+def make_stitched_training_table(
+    volumes: Any,
+    *,
+    screener: Any = None,
+    n_repeats: int = 2,
+    z_subsample: Any = (1,),
+    faults: dict | None = None,
+    spacing: Any = None,
+    random_state: int | np.random.RandomState | None = None,
+):
+    """Labelled candidates from stitched versions of ground-truth volumes.
+
+    For every volume, subsampling factor and repeat, one draw of
+    :func:`synthesize_stitched` (fault settings drawn from ``faults``, every second
+    repeat upside down) is screened, and each candidate is labelled 1 when both of its
+    labels are owned by the same ground-truth cell
+    (:func:`~sklearn_overseg.synthesis.majority_labels`).
+
+    Parameters
+    ----------
+    volumes : list of ndarray, dict of str to ndarray, or one 3D ndarray
+        Ground-truth label volumes (Z, Y, X).
+    screener : screener, optional
+        Anything with ``screen(volume, volume_id=..., spacing=...)``; defaults to
+        ``CombinedScreener(axial=AxialGapScreener(max_gap=3), contact="drop",
+        lateral=LateralScreener(max_distance=2))``, the screening of the shipped model.
+    n_repeats : int, default=2
+        Draws per volume and subsampling factor.
+    z_subsample : sequence of int, default=(1,)
+        Subsampling factors; the phase of each draw is random.
+    faults : dict, optional
+        Fault settings or ``(low, high)`` ranges passed to :func:`synthesize_stitched`;
+        defaults to :data:`STITCHED_FAULTS`.
+    spacing : tuple of float, optional
+        Voxel size of the native volumes; z is multiplied by the subsampling factor.
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    table : DataFrame
+        Candidate table; ``volume`` is ``"<name>/stitched-z<k>/r<repeat>"``.
+    y : Series of int
+        1 = two pieces of one cell, 0 = two cells.
+
+    Examples
+    --------
+    >>> from sklearn_overseg import make_tissue
+    >>> from sklearn_overseg.stitched_flaws import make_stitched_training_table
+    >>> gt = make_tissue(shape=(24, 64, 64), random_state=0)
+    >>> table, y = make_stitched_training_table([gt], n_repeats=1, random_state=0)
+    >>> len(table) == len(y) and set(y) <= {0, 1}
+    True
+    """
+    import pandas as pd
+
+    from ._validation import check_spacing
+    from .candidates import concat_tables
+    from .synthesis import label_candidates, majority_labels
+
+    if isinstance(n_repeats, bool) or not isinstance(n_repeats, Integral) or n_repeats < 1:
+        raise ValueError(f"n_repeats must be an integer >= 1, got {n_repeats!r}.")
+    if screener is None:
+        from .contact import CombinedScreener
+        from .lateral import LateralScreener
+        from .screening import AxialGapScreener
+
+        screener = CombinedScreener(
+            axial=AxialGapScreener(max_gap=3),
+            contact="drop",
+            lateral=LateralScreener(max_distance=2),
+        )
+    if spacing is not None:
+        spacing = check_spacing(spacing)
+    faults = dict(STITCHED_FAULTS if faults is None else faults)
+    if isinstance(volumes, np.ndarray) and volumes.ndim == 3:
+        volumes = [volumes]
+    items = volumes.items() if isinstance(volumes, dict) else enumerate(volumes)
+    rng = check_random_state(random_state)
+    tables, labels = [], []
+    for name, gt in items:
+        gt = check_label_volume(gt, name=f"ground truth {name!r}")
+        for k in z_subsample:
+            k = int(k)
+            sub_spacing = None if spacing is None else (spacing[0] * k, spacing[1], spacing[2])
+            for rep in range(n_repeats):
+                # Upside down every second draw: cell tops become bottoms.
+                source = gt[::-1] if rep % 2 else gt
+                stitched = synthesize_stitched(
+                    source, z_subsample=k, random_state=rng.randint(2**31 - 1), **faults
+                )
+                key = f"{name}/stitched-z{k}/r{rep}"
+                table = screener.screen(stitched.labels, volume_id=key, spacing=sub_spacing)
+                if len(table) == 0:
+                    continue
+                owners = majority_labels(stitched.labels, stitched.ground_truth)
+                tables.append(table)
+                labels.append(label_candidates(table, owners))
+    table = concat_tables(tables)
+    y = pd.concat(labels) if labels else pd.Series([], dtype=np.int64, name="same_cell")
+    return table, y

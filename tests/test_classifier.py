@@ -367,3 +367,100 @@ def test_joblib_pickle_round_trip(frame, tmp_path):
     joblib.dump(pipe, tmp_path / "model.joblib")
     loaded = joblib.load(tmp_path / "model.joblib")
     assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
+
+
+# ----------------------------------------------------------------------------- numpy inference
+def _torch_proba(clf: OversegMLPClassifier, X) -> np.ndarray:
+    """What ``predict_proba`` computed before it ran in numpy: the torch module in float64."""
+    import copy
+
+    module = copy.deepcopy(clf.net_.module_).to(torch.float64).eval()
+    with torch.inference_mode():
+        logits = module(torch.from_numpy(clf._check_X(X).astype(np.float64)))
+        return torch.sigmoid(torch.stack([-logits, logits], dim=1)).numpy()
+
+
+def test_numpy_inference_equals_torch_on_real_candidates():
+    from sklearn_overseg.datasets import load_demo
+    from sklearn_overseg.pretrained import load_pretrained
+
+    corrector = load_pretrained()
+    members = corrector.classifier_.named_steps["clf"].estimators_
+    # Loaded models predict without building the skorch net (no torch import needed).
+    assert all("net_" not in vars(mlp) for mlp in members)
+    table = corrector.screener_.screen(load_demo().labels)
+    X = corrector.classifier_[:-1].transform(table)
+    assert len(X) >= 10
+    for mlp in members:
+        proba = mlp.predict_proba(X)
+        assert "net_" not in vars(mlp)
+        expected = _torch_proba(mlp, X)  # builds net_ from the saved weights
+        assert_allclose(proba, expected, rtol=1e-6, atol=1e-12)
+        assert 0.05 < proba[:, 1].std()  # real candidates, not a degenerate table
+        # Once the net exists, predictions read its weights: still the same numbers.
+        assert_allclose(mlp.predict_proba(X), proba, rtol=1e-12, atol=0)
+
+
+def test_numpy_inference_equals_torch_after_fit(data):
+    X, y = data
+    clf = OversegMLPClassifier(**FAST, random_state=0).fit(X, y)
+    assert_allclose(clf.predict_proba(X), _torch_proba(clf, X), rtol=1e-6, atol=1e-12)
+    # Training further changes the net; predictions follow it.
+    clf.net_.partial_fit(clf._check_X(X), y.astype(np.float32))
+    assert_allclose(clf.predict_proba(X), _torch_proba(clf, X), rtol=1e-6, atol=1e-12)
+
+
+def test_predict_runs_blas_single_threaded_and_restores_it(data, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    X, y = data
+    clf = OversegMLPClassifier(**FAST, random_state=0).fit(X, y)
+    before = blas_threads()
+    seen = []
+    real = classifier_module._forward
+
+    def spy(*args):
+        seen.append(blas_threads())
+        return real(*args)
+
+    monkeypatch.setattr(classifier_module, "_forward", spy)
+    clf.predict_proba(X)
+    assert seen and all(set(threads) == {1} for threads in seen)
+    assert blas_threads() == before
+
+
+@pytest.mark.parametrize("hidden", [(), (7,), (16, 8), (128, 64, 32)])
+def test_module_shapes_match_the_torch_module(hidden):
+    module = OversegMLPModule(5, hidden_units=hidden)
+    torch_shapes = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    assert classifier_module._module_shapes(5, hidden) == torch_shapes
+    dtypes = {str(t.dtype) for t in module.state_dict().values()}
+    assert dtypes == {"torch.float32"}
+
+
+def test_stored_weights_are_checked_on_load(data):
+    X, y = data
+    clf = OversegMLPClassifier(**FAST, random_state=0).fit(X, y)
+    state = clf._get_persist_state()
+
+    def load(module_state):
+        fresh = OversegMLPClassifier(**FAST, random_state=0)
+        fresh._set_persist_state({**state, "module_state": module_state})
+        return fresh
+
+    assert_array_equal(load(state["module_state"]).predict_proba(X), clf.predict_proba(X))
+    bad = dict(state["module_state"])
+    bad["output.bias"] = np.array([np.nan], dtype=np.float32)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        load(bad)
+    bad = dict(state["module_state"])
+    bad["hidden.0.weight"] = bad["hidden.0.weight"].astype(np.float64)
+    with pytest.raises(ValueError, match="dtype float64"):
+        load(bad)
+    bad = dict(state["module_state"])
+    del bad["hidden.3.bias"]
+    with pytest.raises(ValueError, match=r"hidden_units=\(16, 8\).*missing \['hidden.3.bias'\]"):
+        load(bad)

@@ -8,6 +8,7 @@ shipped in ``sklearn_overseg/models/default/`` and are skipped while it is absen
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,13 +142,14 @@ def test_correct_writes_volume_and_report(files, model, tmp_path, capsys):
     gt = load_volume(files["gt"])
     assert spacing == SPACING
     assert corrected.dtype == flawed.dtype and corrected.shape == flawed.shape
-    # The same model in-process gives the same volume.
-    expected, decisions = load_pretrained(model).correct(flawed)
+    # The same model in-process gives the same volume; the file's stem names the volume.
+    expected, decisions = load_pretrained(model).correct(flawed, volume_id="in")
     np.testing.assert_array_equal(corrected, expected)
     table = pd.read_csv(report, index_col=0)
     assert list(table.columns) == list(DECISION_COLUMNS)
     assert len(table) == len(decisions) > 0
     assert list(table.index) == list(decisions.index)
+    assert (table["volume"] == "in").all()
     assert table["merged"].dtype == bool and table["merged"].sum() > 0
     np.testing.assert_allclose(table["probability"], decisions["probability"])
     assert mean_average_precision(corrected, gt) > mean_average_precision(flawed, gt)
@@ -290,7 +292,8 @@ def test_screen_writes_candidate_csv(files, tmp_path, capsys):
     table = pd.read_csv(out, index_col=0)
     assert "geometry" not in table.columns
     assert {"cell_a", "cell_b", "gap", "overlap_px", "volume"} <= set(table.columns)
-    assert len(table) > 0 and set(table["gap"]) <= {0, 1}
+    assert len(table) > 0 and set(table["gap"]) <= {0, 1, 2, 3}
+    assert set(table["kind"]) <= {"axial", "lateral"}
     assert (table["volume"] == "in").all()
     flawed = synthesize_flaws(load_volume(files["gt"]), random_state=1)
     found = set(zip(table["cell_a"], table["cell_b"], strict=True))
@@ -357,10 +360,15 @@ def test_no_command_exits_2(capsys):
     assert code == 2 and "required" in err
 
 
+def _demo_summary(stdout: str) -> str:
+    (summary,) = [line for line in stdout.splitlines() if line.startswith("demo: ")]
+    return summary
+
+
 def test_demo_with_a_given_model(model, capsys):
     code, stdout, err = run(capsys, "demo", "--model", model)
     assert code == 0, err
-    summary = stdout.strip().splitlines()[-1]
+    summary = _demo_summary(stdout)
     assert summary.startswith("demo: Arabidopsis ovule (32, 128, 128) with ")
     assert "pair precision" in summary and "mAP" in summary and "->" in summary
 
@@ -384,7 +392,7 @@ def test_demo_runs_with_the_shipped_model(capsys):
     assert "mAP" in stdout and "pair precision" in stdout and "candidates" in stdout
     import re
 
-    summary = stdout.strip().splitlines()[-1]
+    summary = _demo_summary(stdout)
     f1 = float(re.search(r"F1 ([0-9.]+)", summary).group(1))
     before, after = map(float, re.search(r"mAP ([0-9.]+) -> ([0-9.]+)", summary).groups())
     # The shipped model must repair the demo, not merely run: measured F1 0.92,
@@ -409,7 +417,7 @@ def test_correct_with_contact_screening(files, tmp_path, capsys, screen):
 def test_outputs_must_differ_and_plot_format_fails_first(files, tmp_path, capsys):
     out = tmp_path / "same.tif"
     code, _, err = run(capsys, "correct", files["in"], "-o", out, "--report", out, "--overwrite")
-    assert code == 2 and "three different files" in err
+    assert code == 2 and "are the same path" in err
     assert not out.exists()
     code, _, err = run(
         capsys,
@@ -581,3 +589,272 @@ def test_debug_variable_shows_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OVERSEG_DEBUG", "1")
     with pytest.raises(FileNotFoundError, match=r"missing\.tif"):
         main(["correct", str(missing), "-o", str(tmp_path / "o.tif")])
+
+
+# ------------------------------------------------- inputs are never replaced or removed
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def containers(zarr_input, tmp_path):
+    """An HDF5 file and a Zarr group each holding ``raw`` and ``seg/labels``."""
+    import zarr
+
+    flawed = zarr_input["flawed"]
+    h5 = tmp_path / "data.h5"
+    import h5py
+
+    with h5py.File(h5, "w") as handle:
+        handle.create_dataset("raw", data=flawed.astype(np.float32))
+        handle.create_dataset("seg/labels", data=flawed)
+    group = tmp_path / "data.zarr"
+    zarr.create_array(store=str(group), name="raw", data=flawed.astype(np.float32))
+    zarr.create_array(store=str(group), name="seg/labels", data=flawed)
+    return {"h5": h5, "zarr": group}
+
+
+@pytest.mark.parametrize("kind", ["h5", "zarr"])
+@pytest.mark.parametrize("mode", [[], ["--in-memory"]])
+def test_output_onto_the_input_container_is_refused(kind, mode, containers, model, capsys):
+    source = containers[kind]
+    before = _snapshot(source)
+    code, stdout, err = run(
+        capsys,
+        "correct",
+        source,
+        "--key",
+        "seg/labels",
+        "-o",
+        source,
+        "--overwrite",
+        "--model",
+        model,
+        *mode,
+    )
+    assert code == 2 and stdout == ""
+    assert_one_line_error(err, "is the input")
+    assert _snapshot(source) == before
+
+
+@pytest.mark.parametrize("option", ["-o", "--report", "--plot"])
+def test_no_output_option_may_replace_the_input(option, files, model, tmp_path, capsys):
+    source = tmp_path / "in.tif"
+    source.write_bytes(files["in"].read_bytes())
+    argv = ["correct", source, "--model", model, "--overwrite"]
+    others = {"-o": tmp_path / "o.tif", "--report": tmp_path / "r.csv", "--plot": None}
+    others[option] = source
+    for name, value in others.items():
+        if value is not None:
+            argv += [name, value]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err, option, "is the input")
+    assert source.read_bytes() == files["in"].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_screen_and_train_refuse_their_input_as_output(files, tmp_path, capsys):
+    source = tmp_path / "gt.tif"
+    source.write_bytes(files["gt"].read_bytes())
+    for command in ("screen", "train"):
+        code, _, err = run(capsys, command, source, "-o", source, "--overwrite")
+        assert code == 2
+        assert_one_line_error(err, "is the input")
+        assert source.read_bytes() == files["gt"].read_bytes()
+
+
+def test_unwritable_output_folder_is_found_before_any_work(files, tmp_path, capsys, monkeypatch):
+    from sklearn_overseg import _io_paths, cli
+
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(_io_paths.os, "open", read_only)
+    monkeypatch.setattr(cli, "_load_model", no_work)
+    out = tmp_path / "o.tif"
+    code, _, err = run(capsys, "correct", files["in"], "-o", out)
+    assert code == 2
+    assert_one_line_error(err, f"'{out}'", "Permission denied")
+    assert ".ovs-" not in err
+
+
+# --------------------------------------------------------------- unreadable inputs
+
+
+def _damaged_inputs(folder: Path, flawed: np.ndarray) -> dict[str, tuple[Path, list, str]]:
+    import zarr
+
+    tif = save_volume(folder / "t.tif", flawed)
+    tif.write_bytes(tif.read_bytes()[: tif.stat().st_size // 2])
+    empty = folder / "e.npy"
+    empty.write_bytes(b"")
+    stores = {}
+    for name in ("corrupt", "holes"):
+        store = folder / f"{name}.zarr"
+        array = zarr.create_array(
+            store=str(store), shape=flawed.shape, dtype=flawed.dtype, chunks=(4, 32, 32)
+        )
+        array[:] = flawed
+        chunks = sorted(p for p in store.rglob("*") if p.is_file() and p.name != "zarr.json")
+        if name == "corrupt":
+            chunks[len(chunks) // 2].write_bytes(b"not zstd" * 20)
+        else:
+            chunks[len(chunks) // 2].unlink()
+        stores[name] = store
+    return {
+        "truncated_tif": (tif, [], "as tiff"),
+        "empty_npy": (empty, [], "empty"),
+        "corrupt_chunk_in_memory": (stores["corrupt"], ["--in-memory"], "corrupt.zarr"),
+        "corrupt_chunk_streamed": (stores["corrupt"], ["--out-of-core"], "corrupt.zarr"),
+        "missing_chunks": (stores["holes"], [], "--sparse"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated_tif",
+        "empty_npy",
+        "corrupt_chunk_in_memory",
+        "corrupt_chunk_streamed",
+        "missing_chunks",
+    ],
+)
+def test_damaged_inputs_exit_2_in_one_line(case, zarr_input, model, tmp_path, capsys):
+    source, flags, fragment = _damaged_inputs(tmp_path, zarr_input["flawed"])[case]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, stdout, err = run(
+        capsys, "correct", source, "-o", out_dir / "o.zarr", "--model", model, *flags
+    )
+    assert code == 2 and stdout == ""
+    assert_one_line_error(err, str(source.name), fragment)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_sparse_flag_reads_a_store_with_missing_chunks(zarr_input, model, tmp_path, capsys):
+    source, _, _ = _damaged_inputs(tmp_path, zarr_input["flawed"])["missing_chunks"]
+    out = tmp_path / "o.zarr"
+    code, _, err = run(capsys, "correct", source, "-o", out, "--model", model, "--sparse", "-q")
+    assert code == 0, err
+    assert load_volume(out).shape == zarr_input["flawed"].shape
+
+
+# ------------------------------------------------------------------ damaged models
+
+
+def _damage_model(model: Path, folder: Path, how: str) -> Path:
+    import json
+    import shutil
+
+    target = folder / f"model_{how}"
+    shutil.copytree(model, target)
+    arrays_path, config_path = target / "arrays.npz", target / "config.json"
+    config = json.loads(config_path.read_text())
+    if how == "truncated":
+        data = arrays_path.read_bytes()
+        arrays_path.write_bytes(data[: len(data) // 3])
+    elif how == "empty":
+        arrays_path.write_bytes(b"")
+    elif how == "nan":
+        with np.load(arrays_path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        key = max(arrays, key=lambda k: arrays[k].size if arrays[k].dtype == np.float32 else 0)
+        arrays[key] = np.full_like(arrays[key], np.nan)
+        np.savez(arrays_path, **arrays)
+    elif how == "threshold":
+        config["estimator"]["params"]["threshold"] = 5.0
+        config_path.write_text(json.dumps(config))
+    elif how == "hidden_units":
+        text = config_path.read_text()
+        assert '"hidden_units"' in text
+        config_path.write_text(
+            re.sub(
+                r'"hidden_units": \{\s*"__kind__": "tuple",\s*"items": \[[^\]]*\]',
+                '"hidden_units": {"__kind__": "tuple", "items": [7, 3]',
+                text,
+            )
+        )
+        assert "[7, 3]" in config_path.read_text()
+    elif how == "deep":
+        config["metadata"] = "@DEEP@"
+        config_path.write_text(json.dumps(config).replace('"@DEEP@"', "[" * 3000 + "]" * 3000))
+    return target
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "nan", "threshold", "hidden_units", "deep"])
+def test_damaged_models_exit_2_in_one_line(how, files, model, tmp_path, capsys):
+    broken = _damage_model(model, tmp_path, how)
+    out = tmp_path / "o.tif"
+    code, stdout, err = run(capsys, "correct", files["in"], "-o", out, "--model", broken)
+    assert code == 2 and stdout == ""
+    assert_one_line_error(err, broken.name)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ worker hygiene
+
+
+def test_n_jobs_1000_never_asks_for_more_workers_than_cores(
+    files, model, tmp_path, capsys, monkeypatch
+):
+    """Every joblib call is recorded and run in this process: no worker is ever started."""
+    import joblib
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(joblib, "cpu_count", lambda *a, **k: 2)
+    asked: list[int] = []
+
+    def sequential(self, iterable):
+        asked.append(self._effective_n_jobs())
+        return [func(*args, **kwargs) for func, args, kwargs in iterable]
+
+    monkeypatch.setattr(joblib.Parallel, "__call__", sequential)
+    out = tmp_path / "o.tif"
+    code, _, err = run(
+        capsys, "correct", files["in"], "-o", out, "--model", model, "--n-jobs", "1000", "-q"
+    )
+    assert code == 0, err
+    assert asked and max(asked) <= 2, asked
+
+
+def test_local_dask_cluster_is_capped_at_the_cores(files, model, tmp_path, capsys, monkeypatch):
+    import distributed
+    import joblib
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(joblib, "cpu_count", lambda *a, **k: 2)
+    started: list[int] = []
+
+    def fake_cluster(*args, n_workers=None, **kwargs):
+        started.append(n_workers)
+        raise OSError("no cluster in tests")
+
+    monkeypatch.setattr(distributed, "LocalCluster", fake_cluster)
+    code, _, err = run(
+        capsys,
+        "correct",
+        files["in"],
+        "-o",
+        tmp_path / "o.tif",
+        "--model",
+        model,
+        "--dask",
+        "--n-jobs",
+        "1000",
+    )
+    assert code == 2 and started == [2], (started, err)

@@ -39,7 +39,7 @@ from sklearn_overseg.corrector import SegmentationCorrector
 from sklearn_overseg.dispatch import KindClassifier
 from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
 from sklearn_overseg.lateral import LateralFeatures, LateralScreener
-from sklearn_overseg.pipeline import make_default_pipeline, make_features
+from sklearn_overseg.pipeline import make_default_pipeline, make_features, make_lateral_pipeline
 from sklearn_overseg.screening import AxialGapScreener, BaseScreener
 from sklearn_overseg.synthesis import make_training_table
 
@@ -198,6 +198,48 @@ def test_make_default_pipeline_random_state():
         make_default_pipeline(n_ensemble=2.0)
 
 
+def _ensemble_seeds(pipe: Pipeline) -> list:
+    return [m.random_state for _, m in pipe.named_steps["clf"].estimators]
+
+
+def test_make_lateral_pipeline_random_state():
+    assert _ensemble_seeds(make_lateral_pipeline(n_ensemble=np.int64(3), random_state=7)) == [
+        7,
+        8,
+        9,
+    ]
+    assert _ensemble_seeds(make_lateral_pipeline(n_ensemble=3)) == [None, None, None]
+    a = make_lateral_pipeline(n_ensemble=3, random_state=np.random.RandomState(0))
+    b = make_lateral_pipeline(n_ensemble=3, random_state=np.random.RandomState(0))
+    assert _ensemble_seeds(a) == _ensemble_seeds(b)
+    assert all(isinstance(s, int) for s in _ensemble_seeds(a))
+    single = make_lateral_pipeline(random_state=np.random.RandomState(0))
+    assert isinstance(single.named_steps["clf"].random_state, int)
+    with pytest.raises(TypeError, match="random_state"):
+        make_lateral_pipeline(random_state="0")
+    with pytest.raises(TypeError, match="random_state"):
+        make_lateral_pipeline(LogisticRegression(), random_state=0.5)
+    with pytest.raises(ValueError, match="n_ensemble"):
+        make_lateral_pipeline(n_ensemble=0)
+
+
+def test_lateral_pipeline_requests_weights_under_routing(lateral_table):
+    table = lateral_table
+    y = np.arange(len(table)) % 2
+    w = _weights(len(table), 4)
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_lateral_pipeline(random_state=0).set_params(clf__max_epochs=3)
+        # the scaler declines the weights (feature steps are unweighted, as without
+        # routing); left unset, routing would refuse to fit
+        pipe.fit(table, y, sample_weight=w)
+        routed = pipe.predict_proba(table)
+    unrouted = make_lateral_pipeline(random_state=0).set_params(clf__max_epochs=3)
+    unrouted.fit(table, y, clf__sample_weight=w)
+    assert_array_equal(routed, unrouted.predict_proba(table))
+    plain = make_lateral_pipeline(random_state=0).set_params(clf__max_epochs=3).fit(table, y)
+    assert np.abs(routed - plain.predict_proba(table)).max() > 0
+
+
 # ------------------------------------------------------------------ KindClassifier
 
 
@@ -338,6 +380,35 @@ def test_corrector_random_state_instance_gives_identical_fits(truth):
         probabilities.append(corrector.correct(flawed)[1]["probability"].to_numpy())
     assert len(probabilities[0]) > 10
     assert_array_equal(probabilities[0], probabilities[1])
+
+
+def test_corrector_stitched_draws_follow_random_state_and_weights():
+    truths = [make_tissue((16, 32, 32), cell_size=(8, 12, 12), random_state=s) for s in (0, 1)]
+    screener = CombinedScreener(
+        axial=AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener()
+    )
+
+    def training_rows(random_state, sample_weight=None):
+        corrector = SegmentationCorrector(
+            screener=screener,
+            classifier=RecordingJudge(),
+            n_repeats=1,
+            stitched_repeats=1,
+            random_state=random_state,
+        )
+        judge = corrector.fit(truths, sample_weight=sample_weight).classifier_
+        return judge.volumes_, judge.sample_weight_
+
+    volumes, weights = training_rows(np.random.RandomState(0), [1, 3])
+    again, _ = training_rows(np.random.RandomState(0), [1, 3])
+    assert_array_equal(volumes, again)
+    assert not np.array_equal(volumes, training_rows(np.random.RandomState(1))[0])
+    stitched = pd.Series(volumes).str.contains("/stitched-").to_numpy()
+    assert stitched.any() and not stitched.all()
+    first = pd.Series(volumes).str.split("/").str[0].to_numpy()
+    assert_array_equal(weights, np.where(first == "0", 1.0, 3.0))
+    with pytest.raises(InvalidParameterError, match="'stitched_repeats' parameter"):
+        SegmentationCorrector(classifier=RecordingJudge(), stitched_repeats=-1).fit(truths)
 
 
 @pytest.mark.parametrize(

@@ -333,6 +333,83 @@ def test_combined_params_and_transform():
         CombinedScreener(axial="nope").fit()
 
 
+def _cut_column_and_stack() -> np.ndarray:
+    """Cell 1, a column whose layer 3 is cut in two (piece 2, beside it); cells 3 above 6,
+    stacked with no gap, apart from the column."""
+    vol = np.zeros((7, 10, 20), dtype=np.uint16)
+    vol[:, 1:7, 1:9] = 1
+    vol[3, 1:7, 5:9] = 2
+    vol[0:3, 1:7, 11:17] = 3
+    vol[3:7, 1:7, 11:17] = 6
+    return vol
+
+
+def test_combined_lateral_is_off_by_default_and_lists_pieces_when_on():
+    from sklearn_overseg.lateral import LateralScreener
+
+    vol = _cut_column_and_stack()
+    assert CombinedScreener().lateral == "drop"
+    default = CombinedScreener().screen(vol)
+    assert "lateral" not in set(default["kind"])
+    table = CombinedScreener(contact="drop", lateral=LateralScreener()).screen(vol)
+    assert list(table.index) == ["0:3-6:axial", "0:1-2:lateral"]
+    assert table["kind"].tolist() == ["axial", "lateral"]
+    # None means the default instance, as for the other parts.
+    same = CombinedScreener(contact="drop", lateral=None).screen(vol)
+    pd.testing.assert_frame_equal(table.drop(columns="geometry"), same.drop(columns="geometry"))
+    lateral_only = CombinedScreener(axial="drop", contact="drop", lateral=None).screen(vol)
+    assert list(lateral_only.index) == ["0:1-2:lateral"]
+    assert "shared" in lateral_only.iloc[0].geometry.extra
+
+
+def test_combined_lists_a_pair_found_twice_once_with_the_earlier_kind():
+    from sklearn_overseg.lateral import LateralScreener
+
+    vol = _cut_column_and_stack()
+    contact = ContactScreener().screen(vol)
+    lateral = LateralScreener().screen(vol)
+    assert [1, 2] in _pairs(contact) and _pairs(lateral) == [[1, 2]]
+    table = CombinedScreener(lateral=LateralScreener()).screen(vol)
+    keys = [(min(a, b), max(a, b)) for a, b in _pairs(table)]
+    assert len(keys) == len(set(keys))
+    # Contact comes before lateral: the cut pair keeps its contact row.
+    assert table.loc[table["cell_b"] == 2, "kind"].tolist() == ["contact"]
+    assert "0:1-2:lateral" not in table.index
+
+
+def test_combined_refuses_to_drop_every_part():
+    for est in (
+        CombinedScreener(axial="drop", contact="drop"),
+        CombinedScreener(axial="drop", contact="drop", lateral="drop"),
+    ):
+        with pytest.raises(ValueError, match="every part is 'drop'"):
+            est.screen(_column())
+        with pytest.raises(ValueError, match="every part is 'drop'"):
+            est.fit()
+    with pytest.raises(InvalidParameterError, match="lateral"):
+        CombinedScreener(lateral="nope").fit()
+
+
+def test_combined_set_params_reaches_a_dropped_part():
+    from sklearn_overseg.lateral import LateralScreener
+
+    est = CombinedScreener().set_params(lateral__max_shared_layers=2)
+    assert isinstance(est.lateral, LateralScreener) and est.lateral.max_shared_layers == 2
+    assert est.get_params(deep=True)["lateral__max_shared_layers"] == 2
+    copy = clone(est)
+    assert copy.lateral is not est.lateral and copy.lateral.max_shared_layers == 2
+    est = CombinedScreener(contact="drop").set_params(contact__min_contact=3)
+    assert isinstance(est.contact, ContactScreener) and est.contact.min_contact == 3
+    # Setting a part to "drop" with no nested key keeps it dropped.
+    est = CombinedScreener(lateral=LateralScreener()).set_params(lateral="drop")
+    assert est.lateral == "drop"
+    # A nested key given with the part itself applies to that part.
+    est = CombinedScreener().set_params(
+        lateral=LateralScreener(context_layers=3), lateral__max_shared_layers=2
+    )
+    assert (est.lateral.context_layers, est.lateral.max_shared_layers) == (3, 2)
+
+
 # ------------------------------------------------------------------ API hygiene
 
 

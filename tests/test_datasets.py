@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 from skimage.measure import label as connected_components
 
-from sklearn_overseg.datasets import DATA_DIR, DEMO_FILE, load_demo, make_tissue
+from sklearn_overseg.datasets import DATA_DIR, DEMO_FILE, DEMO_RAW_FILE, load_demo, make_tissue
 
 
 def _extents(labels: np.ndarray, interior: bool = True) -> np.ndarray:
@@ -195,3 +195,27 @@ def test_demo_matches_shared_copy(data_dir):
 
     shared = tifffile.imread(data_dir / "plant_ovule" / "labels_gt.tif")
     np.testing.assert_array_equal(load_demo(flawed=False).ground_truth, shared)
+
+
+def test_demo_raw_image_is_bundled():
+    import tifffile
+
+    path = Path(DATA_DIR) / DEMO_RAW_FILE
+    assert path.is_file() and path.stat().st_size < 400_000
+    assert DEMO_RAW_FILE in (Path(DATA_DIR) / "README.md").read_text()
+    demo = load_demo(flawed=False)
+    assert demo.raw.shape == demo.ground_truth.shape and demo.raw.dtype == np.uint8
+    with tifffile.TiffFile(path) as tif:
+        assert tif.shaped_metadata[0]["spacing_zyx_um"] == list(demo.spacing)
+    # Membranes are bright: voxels on a cell boundary outshine cell interiors.
+    from skimage.segmentation import find_boundaries
+
+    wall = find_boundaries(demo.ground_truth, mode="inner")
+    assert demo.raw[wall].mean() > demo.raw[~wall].mean() + 50
+
+
+def test_demo_raw_matches_shared_copy(data_dir):
+    import tifffile
+
+    shared = tifffile.imread(data_dir / "plant_ovule" / "raw.tif")
+    np.testing.assert_array_equal(load_demo(flawed=False).raw, shared)

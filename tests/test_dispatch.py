@@ -184,3 +184,88 @@ def test_save_load_round_trip_with_default_mlp_pipeline(tmp_path):
     save_estimator(clf, tmp_path / "model")
     loaded = load_estimator(tmp_path / "model")
     np.testing.assert_array_equal(loaded.predict_proba(table), clf.predict_proba(table))
+
+
+# ------------------------------------------------------------------ the lateral kind
+
+
+def _three_kinds() -> tuple[pd.DataFrame, np.ndarray]:
+    """The axial/contact table plus lateral rows with y = 1, 1, 0, 1 (prior 0.75)."""
+    table, y = _table()
+    lateral = pd.DataFrame(
+        {"kind": ["lateral"] * 4, "overlap_px": [4, 5, 6, 7], "contact_px": [4, 5, 6, 7]},
+        index=[f"v:l{i}" for i in range(4)],
+    )
+    both = pd.concat([table.iloc[:3], lateral.iloc[:2], table.iloc[3:], lateral.iloc[2:]])
+    labels = np.concatenate([y[:3], [1, 1], y[3:], [0, 1]])
+    return both, labels
+
+
+def test_lateral_rows_are_routed_to_their_own_classifier():
+    from sklearn_overseg.dispatch import KINDS
+
+    assert KINDS == ("axial", "contact", "lateral")
+    table, y = _three_kinds()
+    clf = KindClassifier(axial=_prior(), contact=_prior(), lateral=_prior()).fit(table, y)
+    assert sorted(clf.estimators_) == ["axial", "contact", "lateral"]
+    assert clf.estimators_["lateral"][-1].class_prior_.tolist() == [0.25, 0.75]
+    expected = table["kind"].map({"axial": 0.25, "contact": 0.75, "lateral": 0.75})
+    np.testing.assert_allclose(clf.predict_proba(table)[:, 1], expected.to_numpy())
+    # A model fitted without lateral rows names the kind it cannot judge.
+    plain, y_plain = _table()
+    clf = KindClassifier(axial=_prior(), contact=_prior()).fit(plain, y_plain)
+    with pytest.raises(ValueError, match=r"\['lateral'\] were not in the training table"):
+        clf.predict_proba(table)
+
+
+def test_lateral_default_part_is_the_lateral_pipeline():
+    from sklearn_overseg.lateral import LateralFeatures
+    from sklearn_overseg.pipeline import make_lateral_pipeline
+
+    clf = KindClassifier(random_state=3)
+    part = clf._template("lateral")
+    assert isinstance(part, Pipeline)
+    assert isinstance(part.steps[0][1], LateralFeatures) and part.steps[-1][0] == "clf"
+    assert part.get_params()["clf__random_state"] == 3
+    reference = make_lateral_pipeline(random_state=3)
+    assert [name for name, _ in part.steps] == [name for name, _ in reference.steps]
+    assert type(part[-1]) is type(reference[-1])
+    # The axial and contact defaults are not the lateral one.
+    assert not isinstance(clf._template("axial").steps[0][1], LateralFeatures)
+    clf.set_params(lateral__clf__random_state=7)
+    assert isinstance(clf.lateral, Pipeline) and clf.axial is None and clf.contact is None
+    assert clf.get_params()["lateral__clf__random_state"] == 7
+    assert clone(clf).get_params()["lateral__clf__random_state"] == 7
+
+
+def test_lateral_pipeline_learns_stitched_pieces():
+    from sklearn_overseg.contact import CombinedScreener
+    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.lateral import LateralScreener
+    from sklearn_overseg.pipeline import make_lateral_pipeline
+    from sklearn_overseg.screening import AxialGapScreener
+    from sklearn_overseg.stitched_flaws import synthesize_stitched
+    from sklearn_overseg.synthesis import label_candidates, majority_labels
+
+    screener = CombinedScreener(
+        axial=AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener()
+    )
+    gt = make_tissue((16, 48, 48), cell_size=(16, 16, 16), random_state=0)
+    tables, labels = [], []
+    for seed in range(2):
+        stitched = synthesize_stitched(gt, cut_rate=0.2, min_area=10, random_state=seed)
+        table = screener.screen(stitched.labels, volume_id=str(seed))
+        tables.append(table)
+        labels.append(label_candidates(table, majority_labels(stitched.labels, gt)))
+    table, y = pd.concat(tables), pd.concat(labels).to_numpy()
+    lateral = (table["kind"] == "lateral").to_numpy()
+    assert set(y[lateral]) == {0, 1} and set(y[~lateral]) == {0, 1}
+    judge = make_lateral_pipeline(LogisticRegression(max_iter=2000))
+    assert [name for name, _ in judge.steps] == ["features", "clf"]
+    clf = KindClassifier(axial=_logistic(), lateral=judge).fit(table, y)
+    assert sorted(clf.estimators_) == ["axial", "lateral"]
+    from sklearn.metrics import roc_auc_score
+
+    proba = clf.predict_proba(table)[:, 1]
+    # Pieces of one cell and distinct neighbours separate on the lateral features alone.
+    assert roc_auc_score(y[lateral], proba[lateral]) > 0.9

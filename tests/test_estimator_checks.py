@@ -52,6 +52,8 @@ ESTIMATORS = [
     AxialGapScreener(),
     ContactScreener(),
     CombinedScreener(),
+    # the stitched-segmentation screening: a dropped part and a lateral one
+    CombinedScreener(contact="drop", lateral=LateralScreener(max_distance=2)),
     LateralScreener(),
     GeoWassersteinFeatures(),
     OverlapTopologyFeatures(),

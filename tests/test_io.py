@@ -500,11 +500,27 @@ def test_overwrite_replaces(tmp_path, ext):
     assert _listing(tmp_path) == [path.name]
 
 
-def test_overwrite_zarr_group_drops_old_arrays(tmp_path):
-    path = _two_array_file(tmp_path, ".zarr")
-    save_volume(path, _volume(), overwrite=True)
-    # Old 'raw' and 'seg/labels' are gone: the store is now a single array.
-    assert isinstance(zarr.open(store=str(path), mode="r"), zarr.Array)
+@pytest.mark.parametrize("ext", [".zarr", ".h5", ".npz"])
+def test_overwrite_never_drops_other_arrays_of_a_container(tmp_path, ext):
+    path = _two_array_file(tmp_path, ext)
+    before = {k: load_volume(path, key=k) for k in ("raw", "seg/labels") if ext != ".npz"}
+    for key in (None, "seg/labels", "new"):
+        if ext == ".npz" and key == "seg/labels":
+            continue
+        with pytest.raises(FileExistsError, match="holds other arrays"):
+            save_volume(path, _volume(), key=key, overwrite=True)
+    for k, v in before.items():
+        np.testing.assert_array_equal(load_volume(path, key=k), v)
+    assert _listing(tmp_path) == [path.name]
+
+
+def test_overwrite_replaces_a_container_holding_only_that_array(tmp_path):
+    path = save_volume(tmp_path / "a.h5", _volume(), key="labels")
+    save_volume(path, _volume() * 2, key="labels", overwrite=True)
+    np.testing.assert_array_equal(load_volume(path), _volume() * 2)
+    store = save_volume(tmp_path / "a.zarr", _volume())
+    save_volume(store, _volume() * 3, overwrite=True)
+    assert isinstance(zarr.open(store=str(store), mode="r"), zarr.Array)
 
 
 def test_overwrite_directory_with_file(tmp_path):
@@ -609,3 +625,131 @@ def test_output_file_mode_follows_umask(tmp_path):
     os.umask(umask)
     path = save_volume(tmp_path / "a.npz", _volume())
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# --------------------------------------------------------------------------------------
+# unreadable files: one VolumeReadError naming the file, wherever the reader fails
+# --------------------------------------------------------------------------------------
+
+
+def _read_error(path, *fragments, **kwargs):
+    with pytest.raises(vio.VolumeReadError) as info:
+        load_volume(path, **kwargs)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return info.value
+
+
+def _tissue(shape=(8, 32, 32)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(1, 500, size=shape).astype(np.uint16)
+
+
+def test_truncated_compressed_tiff(tmp_path):
+    path = save_volume(tmp_path / "v.tif", _tissue())
+    data = path.read_bytes()
+    # Keep the header and the first strips: tifffile finds the pages, zlib fails.
+    path.write_bytes(data[: len(data) // 2])
+    _read_error(path, "cannot read", "tiff")
+
+
+def test_empty_and_truncated_npy(tmp_path):
+    path = tmp_path / "v.npy"
+    path.write_bytes(b"")
+    _read_error(path, "empty")
+    np.save(path, _tissue())
+    path.write_bytes(path.read_bytes()[:200])
+    _read_error(path, "npy")
+
+
+def _chunk_files(store: Path) -> list[Path]:
+    return sorted(p for p in store.rglob("*") if p.is_file() and p.parent.name != store.name)
+
+
+def test_corrupt_zarr_chunk_in_memory_and_streamed(tmp_path):
+    store = save_volume(tmp_path / "v.zarr", _tissue())
+    zarr.open_array(str(store), mode="r")  # a valid store first
+    array = zarr.open_array(
+        str(tmp_path / "c.zarr"), mode="w", shape=(8, 32, 32), chunks=(4, 16, 16), dtype="uint16"
+    )
+    array[:] = _tissue()
+    chunk = _chunk_files(tmp_path / "c.zarr")[3]
+    chunk.write_bytes(b"garbage" * 10)
+    _read_error(tmp_path / "c.zarr", "cannot read")
+    lazy = vio.open_volume(tmp_path / "c.zarr")  # opens: no voxel read yet
+    with pytest.raises(vio.VolumeReadError, match=re.escape(str(tmp_path / "c.zarr"))):
+        vio.read_region(lazy)
+    vio.read_region(lazy, (slice(0, 4), slice(0, 16), slice(0, 16)))  # a good chunk
+
+
+def test_corrupt_hdf5_block_read_lazily(tmp_path):
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=_tissue(), chunks=(4, 16, 16), compression="gzip")
+    lazy = vio.open_volume(path)
+    with h5py.File(path, "r") as f:
+        offset = f["v"].id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * 64)
+    with pytest.raises(vio.VolumeReadError, match="dataset 'v'"):
+        lazy[0:4, 0:16, 0:16]
+    _read_error(path, "hdf5")
+
+
+def test_missing_key_is_a_read_error_and_a_key_error(tmp_path):
+    path = _two_array_file(tmp_path, ".h5")
+    error = _read_error(path, "Available keys", key="nope")
+    assert isinstance(error, KeyError)
+
+
+def test_missing_zarr_chunks_inside_the_labelled_extent(tmp_path):
+    store = tmp_path / "v.zarr"
+    array = zarr.create_array(
+        store=str(store), shape=(8, 32, 32), chunks=(4, 16, 16), dtype="uint16"
+    )
+    array[:] = _tissue()
+    assert len(_chunk_files(store)) == 8
+    full = load_volume(store)
+    _chunk_files(store)[2].unlink()
+    error = _read_error(store, "missing 1 of the 8 chunk", "--sparse")
+    assert isinstance(error, vio.ZarrChunkError)
+    with pytest.raises(vio.ZarrChunkError):
+        vio.open_volume(store)
+    sparse = load_volume(store, allow_missing_chunks=True)
+    assert (sparse != full).any() and sparse.shape == full.shape
+    assert vio.open_volume(store, allow_missing_chunks=True).shape == full.shape
+
+
+def test_background_border_chunks_may_be_missing(tmp_path):
+    """zarr's default skips all-background chunks: outside the labelled box that is fine."""
+    vol = np.zeros((8, 32, 32), np.uint16)
+    vol[:4, :16, :] = 7  # the labelled extent covers chunks z0, y0, x0..1 only
+    store = tmp_path / "v.zarr"
+    array = zarr.create_array(store=str(store), shape=vol.shape, chunks=(4, 16, 16), dtype="uint16")
+    array[:] = vol
+    assert len(_chunk_files(store)) == 2
+    np.testing.assert_array_equal(load_volume(store), vol)
+
+
+def test_our_zarr_writes_keep_background_chunks(tmp_path):
+    vol = np.zeros((8, 32, 32), np.uint16)
+    vol[0, 0, 0] = vol[-1, -1, -1] = 3
+    store = save_volume(tmp_path / "v.zarr", vol)
+    np.testing.assert_array_equal(load_volume(store), vol)
+    arr = zarr.open_array(str(store), mode="r")
+    n_chunks = int(np.prod([-(-s // c) for s, c in zip(arr.shape, arr.chunks, strict=True)]))
+    assert len(_chunk_files(store)) == n_chunks
+
+
+def test_uint64_ids_above_int64_refused_at_load(tmp_path):
+    vol = np.ones((2, 3, 4), np.uint64)
+    vol[0, 0, 0] = 2**63 - 1
+    path = save_volume(tmp_path / "ok.npy", vol)
+    assert load_volume(path).max() == 2**63 - 1
+    vol[0, 0, 0] = 2**63
+    path = save_volume(tmp_path / "big.npy", vol)
+    _read_error(path, "2**63 - 1")
+    assert load_volume(path, validate=False).max() == 2**63

@@ -427,3 +427,121 @@ def test_pair_scores_empty_conventions():
 def test_pair_scores_bad_input(pairs, error, match):
     with pytest.raises(error, match=match):
         pair_scores(pairs, [(1, 2)])
+
+
+# ------------------------------------------------------------------ repair_scores
+
+
+def _four_cells() -> np.ndarray:
+    """Four 2x4x4 cells side by side in x, background in the last columns."""
+    gt = np.zeros((2, 4, 20), dtype=np.uint8)
+    for cell in range(4):
+        gt[:, :, 4 * cell : 4 * cell + 4] = cell + 1
+    return gt
+
+
+def test_repair_scores_counts_split_links_and_repairs():
+    gt = _four_cells()
+    flawed = gt.copy()
+    flawed[1, :, 0:4] = 10  # cell 1 in two pieces
+    flawed[0, :2, 4:8] = 11  # cell 2 in three pieces
+    flawed[1, :, 4:8] = 12
+    corrected = flawed.copy()
+    corrected[flawed == 10] = 1  # cell 1 repaired
+    corrected[flawed == 12] = 11  # cell 2: two of its three pieces joined
+    s = metrics.repair_scores(flawed, corrected, gt)
+    assert (s["split_links"], s["repaired"], s["false_joins"]) == (3, 2, 0)
+    assert s["repaired_fraction"] == pytest.approx(2 / 3)
+    assert s["false_join_fraction"] == 0.0
+    assert s["mAP_ceiling"] == 1.0
+    assert s["mAP_input"] == pytest.approx(mean_average_precision(flawed, gt))
+    assert s["mAP_corrected"] == pytest.approx(mean_average_precision(corrected, gt))
+    assert s["mAP_input"] < s["mAP_corrected"] < s["mAP_ceiling"]
+    nothing = metrics.repair_scores(flawed, flawed, gt)
+    assert (nothing["split_links"], nothing["repaired"], nothing["false_joins"]) == (3, 0, 0)
+    assert nothing["mAP_corrected"] == nothing["mAP_input"]
+
+
+def test_repair_scores_counts_false_joins_but_not_joins_already_in_the_input():
+    gt = _four_cells()
+    flawed = gt.copy()
+    flawed[1, :, 0:4] = 10  # cell 1 split
+    flawed[gt == 4] = 3  # cells 3 and 4 already one label in the input
+    corrected = flawed.copy()
+    corrected[flawed == 10] = 1
+    corrected[flawed == 2] = 1  # cell 2 wrongly joined to cell 1
+    s = metrics.repair_scores(flawed, corrected, gt)
+    assert (s["split_links"], s["repaired"], s["false_joins"]) == (1, 1, 1)
+    assert s["false_join_fraction"] == 1.0
+    # The input join limits the ceiling: cells 3 and 4 stay one label.
+    assert s["mAP_ceiling"] < 1.0
+    # A false join with no split at all: fractions fall back to 0.
+    joined = gt.copy()
+    joined[gt == 2] = 1
+    s = metrics.repair_scores(gt, joined, gt)
+    assert (s["split_links"], s["false_joins"], s["false_join_fraction"]) == (0, 1, 0.0)
+    assert s["repaired_fraction"] == 0.0 and s["mAP_input"] == s["mAP_ceiling"] == 1.0
+
+
+def test_repair_scores_labels_owned_by_background():
+    gt = _four_cells()
+    flawed = gt.copy()
+    flawed[:, :, 16:18] = 20  # outside every cell
+    flawed[:, :, 18:20] = 21
+    flawed[:, 0, 15] = 22  # 2 voxels in cell 4, 4 outside: owned by background
+    flawed[:, 0, 16:18] = 22
+    s = metrics.repair_scores(flawed, flawed, gt)
+    # Background owns labels 20, 21 and 22: no split link, none are merged in the ceiling.
+    assert (s["split_links"], s["repaired"], s["false_joins"]) == (0, 0, 0)
+    assert s["mAP_ceiling"] == pytest.approx(s["mAP_input"])
+    joined_to_cell = flawed.copy()
+    joined_to_cell[flawed == 20] = 4
+    assert metrics.repair_scores(flawed, joined_to_cell, gt)["false_joins"] == 1
+    # Two background labels joined are no cell either.
+    both = flawed.copy()
+    both[flawed == 21] = 20
+    both[flawed == 22] = 20
+    assert metrics.repair_scores(flawed, both, gt)["false_joins"] == 2
+
+
+def test_repair_scores_majority_owner_and_ties():
+    gt = _four_cells()
+    flawed = gt.copy()
+    flawed[:, :, 2:6] = 9  # half in cell 1, half in cell 2: the smaller id owns it
+    s = metrics.repair_scores(flawed, flawed, gt)
+    # Cell 1 owns its rest and label 9: one split link; cell 2 owns its rest only.
+    assert s["split_links"] == 1
+    flawed = gt.copy()
+    flawed[:, :, 14:18] = 9  # half in cell 4, half in background: background wins the tie
+    s = metrics.repair_scores(flawed, flawed, gt)
+    assert s["split_links"] == 0
+
+
+def test_repair_scores_empty_and_unchanged_inputs():
+    empty = np.zeros((2, 3, 3), dtype=np.uint16)
+    s = metrics.repair_scores(empty, empty, empty)
+    assert (s["split_links"], s["repaired"], s["false_joins"]) == (0, 0, 0)
+    assert s["mAP_input"] == s["mAP_corrected"] == s["mAP_ceiling"] == 1.0
+    gt = _four_cells()
+    flawed = gt.astype(np.int32)
+    flawed[1, :, 0:4] = 10
+    corrected = flawed.astype(np.uint64)
+    corrected[corrected == 10] = 1
+    copies = [a.copy() for a in (flawed, corrected, gt)]
+    for a in (flawed, corrected, gt):
+        a.setflags(write=False)
+    assert metrics.repair_scores(flawed, corrected, gt)["repaired"] == 1
+    for a, b in zip((flawed, corrected, gt), copies, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_repair_scores_bad_input():
+    gt = _four_cells()
+    with pytest.raises(ValueError, match=r"same shape"):
+        metrics.repair_scores(gt, gt[:, :, :8], gt)
+    with pytest.raises(ValueError, match=r"same shape"):
+        metrics.repair_scores(gt, gt, gt[:1])
+    with pytest.raises(TypeError, match="corrected"):
+        metrics.repair_scores(gt, gt.astype(float), gt)
+    with pytest.raises(ValueError, match="flawed"):
+        metrics.repair_scores(gt[0], gt, gt)

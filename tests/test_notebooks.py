@@ -34,6 +34,7 @@ NOTEBOOKS = [
     "02_train_your_own.ipynb",
     "03_ablation_gridsearch.ipynb",
     "04_transfer_nuclei.ipynb",
+    "05_from_raw_slices.ipynb",
 ]
 
 
@@ -178,11 +179,43 @@ def _check_transfer(nb) -> None:
     assert _n_images(nb) >= 1
 
 
+def _check_from_raw(nb) -> None:
+    text = _all_text(nb)
+    match = re.search(rf"2D mAP layer by layer: {NUMBER}", text)
+    assert match, text
+    assert float(match[1]) > 0.4  # the watershed is a fair 2D segmentation
+    match = re.search(r"split links (\d+), repaired (\d+), false joins (\d+)", text)
+    assert match, text
+    links, repaired, joins = (int(match[i]) for i in range(1, 4))
+    assert links > 0 and 0 < repaired <= links
+    assert joins < repaired  # more true pieces joined than distinct cells
+    match = re.search(
+        rf"mAP 2D masks: {NUMBER}\s+stitched: {NUMBER}\s+corrected: {NUMBER}\s+ceiling: {NUMBER}",
+        _text(_tagged(nb, "scores")),
+    )
+    assert match, _text(_tagged(nb, "scores"))
+    masks, stitched, corrected, ceiling = (float(match[i]) for i in range(1, 5))
+    # Stitching makes 3D cells of the 2D masks, correction improves on it, and merging
+    # every piece into its true cell would do better still.
+    assert masks < 0.1 < stitched < corrected <= 1
+    assert stitched < ceiling <= 1
+    cell = _tagged(nb, "thresholds")
+    results = [o for o in cell.outputs if o.get("output_type") == "execute_result"]
+    assert len(results) == 1
+    # Plain-text rows of the first block (wide frames wrap): index, iou_threshold, ...
+    lines = results[0]["data"]["text/plain"].splitlines()
+    assert lines[0].split()[:2] == ["iou_threshold", "labels"]
+    block = lines[1:3]
+    assert [float(line.split()[1]) for line in block] == [0.25, 0.5]
+    assert _n_images(nb) >= 4  # raw, 2D masks, stitched, stitched vs corrected
+
+
 CHECKS = {
     "01_quickstart.ipynb": _check_quickstart,
     "02_train_your_own.ipynb": _check_train_your_own,
     "03_ablation_gridsearch.ipynb": _check_ablation,
     "04_transfer_nuclei.ipynb": _check_transfer,
+    "05_from_raw_slices.ipynb": _check_from_raw,
 }
 
 

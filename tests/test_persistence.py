@@ -435,3 +435,114 @@ def test_voting_ensemble_round_trip(tmp_path):
     assert isinstance(loaded.named_estimators_, Bunch)
     assert list(loaded.named_estimators_) == ["m0", "m1"]
     np.testing.assert_array_equal(loaded.predict_proba(X), vote.predict_proba(X))
+
+
+# ----------------------------------------------------------------------------- bad model files
+@pytest.fixture(scope="module")
+def mlp_model(frame, tmp_path_factory):
+    """A small fitted MLP saved once; tests damage copies of it."""
+    X, y = frame
+    clf = OversegMLPClassifier(hidden_units=(8, 4), max_epochs=3, random_state=0).fit(X, y)
+    path = tmp_path_factory.mktemp("mlp") / "model"
+    save_estimator(clf, path)
+    return path
+
+
+def _copy_model(source, tmp_path):
+    import shutil
+
+    target = tmp_path / "model"
+    shutil.copytree(source, target)
+    return target
+
+
+def _model_error(path, *fragments):
+    with pytest.raises(persistence.ModelFileError) as info:
+        load_estimator(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert isinstance(info.value, ValueError)
+
+
+def test_truncated_and_empty_arrays_are_model_file_errors(mlp_model, tmp_path):
+    path = _copy_model(mlp_model, tmp_path)
+    data = (path / ARRAYS_NAME).read_bytes()
+    (path / ARRAYS_NAME).write_bytes(data[: len(data) // 2])
+    _model_error(path, "truncated or corrupt")
+    (path / ARRAYS_NAME).write_bytes(b"")
+    _model_error(path, "empty")
+    (path / ARRAYS_NAME).write_bytes(b"PK\x03\x04" + b"\0" * 40)
+    _model_error(path, "truncated or corrupt")
+
+
+def _weights(path):
+    with np.load(path / ARRAYS_NAME, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _module_keys(path):
+    """Array keys of the stored torch weights (float32 arrays of ndim 2)."""
+    return [k for k, v in _weights(path).items() if v.dtype == np.float32 and v.ndim == 2]
+
+
+def test_non_finite_weights_are_refused(mlp_model, tmp_path):
+    path = _copy_model(mlp_model, tmp_path)
+    arrays = _weights(path)
+    key = _module_keys(path)[0]
+    arrays[key] = arrays[key].copy()
+    arrays[key][0, 0] = np.nan
+    np.savez(path / ARRAYS_NAME, **arrays)
+    _model_error(path, "NaN or infinite")
+
+
+def test_weights_that_do_not_fit_hidden_units_are_refused(mlp_model, tmp_path):
+    path = _copy_model(mlp_model, tmp_path)
+    config = _read_config(path)
+    config["estimator"]["params"]["hidden_units"] = {"__kind__": "tuple", "items": [16, 4]}
+    (path / CONFIG_NAME).write_text(json.dumps(config))
+    _model_error(path, "hidden_units=(16, 4)")
+    # Same names, wrong dtype.
+    path = _copy_model(mlp_model, tmp_path / "b")
+    arrays = _weights(path)
+    key = _module_keys(path)[0]
+    arrays[key] = arrays[key].astype(np.float64)
+    np.savez(path / ARRAYS_NAME, **arrays)
+    _model_error(path, "dtype float64")
+
+
+def test_deeply_nested_config_is_refused(mlp_model, tmp_path):
+    path = _copy_model(mlp_model, tmp_path)
+    config = _read_config(path)
+    config["metadata"] = "@DEEP@"
+    # 150: parsed, then measured; 5000: too deep for json to parse at all
+    for depth in (150, 5000):
+        text = json.dumps(config).replace('"@DEEP@"', "[" * depth + "]" * depth)
+        (path / CONFIG_NAME).write_text(text)
+        _model_error(path, "nested too deeply")
+    (path / CONFIG_NAME).write_text(json.dumps(config).replace('"@DEEP@"', "[" * 50 + "]" * 50))
+    load_estimator(path)  # 50 levels are fine
+
+
+def test_parameters_are_validated_on_load(tmp_path):
+    from sklearn_overseg.corrector import SegmentationCorrector
+
+    path = tmp_path / "corrector"
+    save_estimator(SegmentationCorrector(), path)
+    config = _read_config(path)
+    assert config["estimator"]["params"]["threshold"] == 0.5
+    config["estimator"]["params"]["threshold"] = 5.0
+    (path / CONFIG_NAME).write_text(json.dumps(config))
+    _model_error(path, "threshold")
+    config["estimator"]["params"]["threshold"] = 0.7
+    (path / CONFIG_NAME).write_text(json.dumps(config))
+    assert load_estimator(path).threshold == 0.7
+
+
+def test_shipped_models_pass_the_load_checks():
+    from sklearn_overseg.pretrained import load_pretrained
+
+    for kind in ("axial", "contact"):
+        model = load_pretrained(kind=kind)
+        assert 0 <= (model.threshold if not isinstance(model.threshold, dict) else 0.5) <= 1
