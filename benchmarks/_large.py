@@ -33,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _volumes import _STEP, _TISSUE, SPACING, _fresh_ids, _load_tissue
+from _volumes import _STEP, SPACING, _fresh_ids, _load_tissue, tissue_file
 
 from sklearn_overseg.flaws import synthesize_flaws
 
@@ -108,10 +108,15 @@ class _Source:
 def _resolve_source(source: str) -> str:
     if source not in ("auto", "tissue", "synthetic"):
         raise ValueError(f"source must be 'auto', 'tissue' or 'synthetic', got {source!r}.")
-    if source == "auto":
-        return "tissue" if _TISSUE.exists() else "synthetic"
-    if source == "tissue" and not _TISSUE.exists():
-        raise FileNotFoundError(f"source='tissue' but {_TISSUE} does not exist.")
+    if source == "synthetic":
+        return source
+    if tissue_file() is not None:
+        return "tissue"
+    if source == "tissue":
+        raise FileNotFoundError(
+            "source='tissue' but plant_tissue_a/labels_gt.tif was not found: set OVERSEG_DATA_DIR."
+        )
+    return "synthetic"
     return source
 
 

@@ -7,7 +7,9 @@ isotropic stack 4:1:1), cropped in-plane, flipped at random, relabelled with fre
 stacked along z until ``n_z`` layers. Synthetic splits are then added with
 :func:`sklearn_overseg.flaws.synthesize_flaws`, which also returns the true merges.
 
-Without the shared data the copies are drawn from
+The real-data folder is found by :func:`sklearn_overseg.datasets.find_data_dir`
+(``OVERSEG_DATA_DIR``, else ``shared/data`` beside the checkout). Without it the copies
+are drawn from
 :func:`sklearn_overseg.datasets.make_tissue` at the same anisotropy instead. Everything is
 deterministic given ``seed``.
 """
@@ -26,21 +28,19 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from sklearn_overseg.datasets import find_data_dir  # noqa: E402
 from sklearn_overseg.flaws import synthesize_flaws  # noqa: E402
 
 __all__ = [
-    "DATA_DIR",
     "SPACING",
     "BenchVolume",
     "count_cells",
     "paper_medium_volume",
     "source_name",
+    "tissue_file",
     "training_volume",
 ]
 
-#: Shared ground truth, next to the repository (see its README.md).
-DATA_DIR = REPO.parent / "shared" / "data"
-_TISSUE = DATA_DIR / "plant_tissue_a" / "labels_gt.tif"
 #: Voxel size (z, y, x) of every benchmark volume: the paper's 4:1:1.
 SPACING = (4.0, 1.0, 1.0)
 #: z subsampling that turns the ~isotropic shared crop into a 4:1:1 stack.
@@ -58,9 +58,20 @@ class BenchVolume(NamedTuple):
     merges: pd.DataFrame
 
 
+def tissue_file() -> Path | None:
+    """``plant_tissue_a/labels_gt.tif`` in the real-data folder, or None without it.
+
+    Looked up at each call, not at import, so that a wrong ``OVERSEG_DATA_DIR`` is
+    reported by what uses the data, not by importing this module.
+    """
+    data = find_data_dir()
+    path = None if data is None else data / "plant_tissue_a" / "labels_gt.tif"
+    return path if path is not None and path.is_file() else None
+
+
 def source_name() -> str:
     """Human-readable name of the data the volumes are built from."""
-    if _TISSUE.exists():
+    if tissue_file() is not None:
         return f"plant_tissue_a GT (z[phase::{_STEP}] crops)"
     return "make_tissue fallback (shared data absent)"
 
@@ -68,7 +79,10 @@ def source_name() -> str:
 def _load_tissue() -> np.ndarray:
     import tifffile
 
-    return np.asarray(tifffile.imread(_TISSUE))
+    path = tissue_file()
+    if path is None:
+        raise FileNotFoundError("plant_tissue_a/labels_gt.tif not found: set OVERSEG_DATA_DIR.")
+    return np.asarray(tifffile.imread(path))
 
 
 def _synthetic_blocks(size: int, seed: int) -> list[np.ndarray]:
@@ -107,12 +121,12 @@ def _smallest_uint(max_id: int) -> np.dtype:
 
 def _stacked_truth(n_z: int, size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    if _TISSUE.exists():
+    if tissue_file() is not None:
         source = _load_tissue()
         _, h, w = source.shape
         if size > min(h, w):
             raise ValueError(
-                f"size={size} exceeds the in-plane extent {h}x{w} of {_TISSUE.name}; "
+                f"size={size} exceeds the in-plane extent {h}x{w} of plant_tissue_a; "
                 f"use size <= {min(h, w)}."
             )
 
@@ -194,7 +208,7 @@ def training_volume() -> np.ndarray:
     Every 4th layer (phase 2) of the full ``plant_tissue_a`` frame: the same tissue the
     benchmark volume is cut from, so scores of a stand-in model are optimistic.
     """
-    if _TISSUE.exists():
+    if tissue_file() is not None:
         gt = _load_tissue()[2::_STEP]
     else:
         gt = _synthetic_blocks(160, seed=1000)[0]

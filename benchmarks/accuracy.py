@@ -16,7 +16,10 @@ correction, next to "merge every candidate" (threshold 0) and "merge none".
 
 Run from the repository root::
 
-    python benchmarks/accuracy.py --data ../shared/data [--write docs/accuracy.md]
+    python benchmarks/accuracy.py [--data FOLDER] [--write docs/accuracy.md]
+
+The real data is found through ``OVERSEG_DATA_DIR`` or ``shared/data`` beside the checkout
+unless ``--data`` names it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sklearn_overseg.pipeline import make_default_pipeline
 from sklearn_overseg.pretrained import load_pretrained
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from _data import add_data_option, data_folder
 from train_pretrained import OVULE_SPLIT_X, TISSUE_SPLIT_Y, training_volumes
 
 SEEDS = (0, 1, 2)
@@ -141,7 +145,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Accuracy on held-out volumes.")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--model", type=Path, default=None, help="default: the shipped model")
     parser.add_argument("--skip-leave-out", action="store_true")
     parser.add_argument("--write", type=Path, default=None, help="write the tables (Markdown)")
@@ -149,6 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.write and args.write.exists() and not args.overwrite:
         parser.error(f"{args.write} exists; pass --overwrite")
+    args.data = data_folder(parser, args.data)
 
     tissue = tifffile.imread(args.data / "plant_tissue_a" / "labels_gt.tif")
     ovule = tifffile.imread(args.data / "plant_ovule" / "labels_gt.tif")

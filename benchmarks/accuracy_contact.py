@@ -30,8 +30,11 @@ Issue targets: precision >= 0.95, recall >= 0.85.
 
 Run from the repository root::
 
-    python benchmarks/accuracy_contact.py --data ../shared/data --model /tmp/model_contact \
-        [--write docs/accuracy_contact.md [--overwrite]]
+    python benchmarks/accuracy_contact.py --model /tmp/model_contact \
+        [--data FOLDER] [--write docs/accuracy_contact.md [--overwrite]]
+
+The real data is found through ``OVERSEG_DATA_DIR`` or ``shared/data`` beside the checkout
+unless ``--data`` names it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ for extra in (REPO, REPO / "scripts"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from _data import add_data_option, data_folder  # noqa: E402
 from train_contact import TILTED_FRACTION, TISSUE_SPLIT_Y, training_volumes  # noqa: E402
 
 from sklearn_overseg.cells import CellIndex  # noqa: E402
@@ -279,13 +283,14 @@ def summarise(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("--model", type=Path, default=Path("/tmp/model_contact"))
     parser.add_argument("--write", type=Path, default=None, help="write the tables (Markdown)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     if args.write and args.write.exists() and not args.overwrite:
         parser.error(f"{args.write} exists; pass --overwrite")
+    args.data = data_folder(parser, args.data)
 
     corrector = load_estimator(args.model)
     meta = load_metadata(args.model) or {}

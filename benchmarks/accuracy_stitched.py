@@ -26,8 +26,9 @@ average the mAPs, over the whole grid and per z-sampling. Targets (issue 11): >=
 split links repaired, false joins <= 1 % of split links, corrected mAP within 0.05 of the
 ceiling.
 
-The data folder is ``--data``, else ``$OVERSEG_DATA_DIR``, else ``../shared/data`` beside
-the repository. Volumes not found there are skipped (and listed); with none at all, a
+The data folder is ``--data``, else the one :func:`~sklearn_overseg.datasets.find_data_dir`
+finds (``$OVERSEG_DATA_DIR``, else ``shared/data`` beside the checkout). Volumes not found
+there are skipped (and listed); with none at all, a
 synthetic tissue from :func:`~sklearn_overseg.datasets.make_tissue` stands in, so the
 script also runs on a fresh clone.
 
@@ -117,10 +118,11 @@ class Case:
     z_subsample: int = 1
 
 
-def default_data_dir() -> Path:
-    """``$OVERSEG_DATA_DIR`` when set, else ``../shared/data`` beside the repository."""
-    env = os.environ.get("OVERSEG_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+def default_data_dir() -> Path | None:
+    """The real-data folder :func:`~sklearn_overseg.datasets.find_data_dir` finds, or None."""
+    from sklearn_overseg.datasets import find_data_dir
+
+    return find_data_dir()
 
 
 def held_out_cases(data: Path, *, quick: bool = False) -> tuple[list[Case], list[str]]:
@@ -405,7 +407,12 @@ def replace_section(page: str, section: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real-data folder (default: $OVERSEG_DATA_DIR, else shared/data beside the checkout)",
+    )
     parser.add_argument(
         "--model", type=Path, default=None, help="model directory (default: shipped)"
     )
@@ -439,7 +446,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threshold must be between 0 and 1, got {args.threshold}")
 
     data = args.data if args.data is not None else default_data_dir()
-    cases, skipped = held_out_cases(data, quick=args.quick)
+    if data is None:
+        cases, skipped = [], ["no real-data folder (set OVERSEG_DATA_DIR or pass --data)"]
+    else:
+        cases, skipped = held_out_cases(data, quick=args.quick)
     for note in skipped:
         print(f"skipped: {note}", flush=True)
     if not cases:

@@ -62,7 +62,7 @@ def _volumes(folder: Path) -> dict[str, Path]:
 
     paths = {"small": folder / "small.tif", "mid": folder / "mid.tif"}
     save_volume(paths["small"], load_demo().labels)
-    if bench_volumes._TISSUE.exists():
+    if bench_volumes.tissue_file() is not None:
         truth = bench_volumes._load_tissue()[::4]
     else:  # the same shape from the synthetic fallback
         truth = make_tissue((38, 326, 283), cell_size=(10, 40, 40), random_state=0)

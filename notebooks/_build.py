@@ -5,9 +5,12 @@ The ``.ipynb`` files are generated, never edited by hand: change a cell here and
     python notebooks/_build.py
 
 Notebooks are written without outputs (clean diffs). ``tests/test_notebooks.py`` executes
-each of them. They read the shared real-data folder from ``OVERSEG_DATA_DIR`` (default
-``../../shared/data`` relative to the notebook folder) and fall back to synthetic tissue
-when it is absent, so they also run on a fresh clone.
+each of them. They find the real-data folder as
+:func:`sklearn_overseg.datasets.find_data_dir` does (``OVERSEG_DATA_DIR``, else
+``shared/data`` beside the clone) and fall back to synthetic tissue when it is absent, so
+they also run on a fresh clone. ``OVERSEG_NOTEBOOK_SIZE=small`` (set by the tests) runs
+notebooks 02-04 on the smallest inputs that still show their point; ``full``, the
+default, is the run their text describes.
 """
 
 from __future__ import annotations
@@ -38,25 +41,34 @@ def code(text: str, *tags: str):
     return cell
 
 
-# Every notebook finds the shared real data the same way.
+# Every notebook finds the real data, and reads its size, the same way.
 DATA_CELL = code(
     """
     import os
-    from pathlib import Path
 
-    # Real ground-truth crops (see ../../shared/data/README.md). The path is relative to
-    # this notebook's folder; OVERSEG_DATA_DIR overrides it.
-    DATA_DIR = Path(os.environ.get("OVERSEG_DATA_DIR", "../../shared/data")).resolve()
-    HAVE_DATA = (DATA_DIR / "plant_ovule" / "labels_gt.tif").is_file()
-    print("shared data:", DATA_DIR if HAVE_DATA else "not found -> synthetic tissue instead")
+    from sklearn_overseg.datasets import find_data_dir
+
+    # Real ground-truth crops: the folder OVERSEG_DATA_DIR names, else shared/data beside
+    # this clone (the notebook runs in notebooks/, hence start="..").
+    DATA_DIR = find_data_dir(start="..")
+    HAVE_DATA = DATA_DIR is not None and (DATA_DIR / "plant_ovule" / "labels_gt.tif").is_file()
+    print("real data:", DATA_DIR if HAVE_DATA else "not found -> synthetic tissue instead")
+
+    # "full" (the default) is the run the text describes; "small" runs every step on the
+    # smallest inputs that still show the point, in seconds (the tests use it).
+    SIZE = os.environ.get("OVERSEG_NOTEBOOK_SIZE", "full")
+    if SIZE not in ("full", "small"):
+        raise ValueError(f"OVERSEG_NOTEBOOK_SIZE must be 'full' or 'small', got {SIZE!r}.")
+    SMALL = SIZE == "small"
+    print("notebook size:", SIZE)
     """
 )
 
 INSTALL_NOTE = """
-    Run from a clone with the package installed (`pip install -e ".[plot]"`); the
-    notebooks find the shared example data in `../../shared/data` (or wherever
-    `OVERSEG_DATA_DIR` points) and use synthetic tissue from `make_tissue` when it is
-    missing.
+    Run from a clone with the package installed (`pip install -e ".[plot]"`). The
+    notebooks read real example data from the folder `OVERSEG_DATA_DIR` names, else
+    from `shared/data` beside the clone, and use synthetic tissue from `make_tissue`
+    when there is none. `OVERSEG_NOTEBOOK_SIZE=small` runs them on smaller inputs.
 """
 
 
@@ -255,6 +267,7 @@ TRAIN_YOUR_OWN = [
         %matplotlib inline
         import tempfile
         import time
+        from pathlib import Path
 
         import numpy as np
         import pandas as pd
@@ -286,8 +299,13 @@ TRAIN_YOUR_OWN = [
             }
             held_out = tissue[:, 163:, 141:]  # a disjoint region of the same stack
             z_subsample = (1, 4)  # native and 4:1:1 stacks
+            if SMALL:  # the ovule alone, judged on a quarter of the held-out region
+                del train["tissue_a_left"]
+                held_out = held_out[:, :100, :100]
         else:
             synthetic = {"shape": (32, 128, 128), "cell_size": (12, 36, 36)}
+            if SMALL:
+                synthetic["shape"] = (32, 96, 96)
             train = {f"synthetic_{s}": make_tissue(**synthetic, random_state=s) for s in (1, 2)}
             held_out = make_tissue(**synthetic, random_state=3)
             z_subsample = (1,)  # these cells are only a few layers deep: no z/4 copies
@@ -484,7 +502,8 @@ ABLATION = [
         and labels each candidate (1 = one cell wrongly split). To keep the notebook
         quick we use one draw per volume, the native stack and every 4th layer
         (`z_subsample=(1, 4)`, one phase, no flip): a table of a couple of hundred
-        candidates. The two tissue crops are disjoint regions of one stack.
+        candidates. The two tissue crops are disjoint regions of one stack. (The small run
+        takes the ovule and a 128 x 128 corner of one tissue crop: two volumes, two folds.)
         """
     ),
     code(
@@ -496,9 +515,13 @@ ABLATION = [
                 "tissue_a_left": tissue[:, :163, :141],
                 "tissue_a_right": tissue[:, 163:, 141:],
             }
+            if SMALL:
+                del volumes["tissue_a_right"]
+                volumes["tissue_a_left"] = volumes["tissue_a_left"][:, :128, :128]
         else:
             synthetic = {"shape": (32, 128, 128), "cell_size": (12, 36, 36)}
-            volumes = {f"synth_{s}": make_tissue(**synthetic, random_state=s) for s in (1, 2, 3)}
+            seeds = (1, 2) if SMALL else (1, 2, 3)
+            volumes = {f"synth_{s}": make_tissue(**synthetic, random_state=s) for s in seeds}
 
         table, y = make_training_table(
             volumes,
@@ -518,19 +541,20 @@ ABLATION = [
 
         A list of two grids, so that `"drop"` is not combined with the four statistics
         presets: 1 + 4 feature settings times 2 classifiers = 10 candidates, each fitted
-        on 3 folds.
+        once per fold (one fold per source volume).
 
         Two settings trade accuracy for speed here: the MLP trains for at most 40 epochs,
         and the EMD solver coarsens each mask to at most 50 support points
-        (`max_exact_points=50`, default {MAX_EXACT}). The pipeline caches the fitted feature step
-        (`memory=`), so the two classifiers share the features of each fold.
+        (`max_exact_points=50`, default {MAX_EXACT}); the small run takes 10 epochs and 20
+        points. The pipeline caches the fitted feature step (`memory=`), so the two
+        classifiers share the features of each fold.
         """
     ),
     code(
         """
-        mlp = OversegMLPClassifier(max_epochs=40, random_state=0)
+        mlp = OversegMLPClassifier(max_epochs=10 if SMALL else 40, random_state=0)
         hgb = HistGradientBoostingClassifier(random_state=0)
-        emd = GeoWassersteinFeatures(max_exact_points=50, random_state=0)
+        emd = GeoWassersteinFeatures(max_exact_points=20 if SMALL else 50, random_state=0)
         param_grid = [
             {"features__emd": ["drop"], "clf": [mlp, hgb]},
             {
@@ -550,7 +574,7 @@ ABLATION = [
         search = GridSearchCV(
             pipeline,
             param_grid,
-            cv=GroupKFold(n_splits=3),
+            cv=GroupKFold(n_splits=groups.nunique()),
             scoring=["f1", "precision", "recall"],
             refit="f1",
             n_jobs=1,
@@ -560,14 +584,15 @@ ABLATION = [
         with threadpool_limits(limits=1):
             search.fit(table, y, groups=groups)
         n_candidates = len(search.cv_results_["params"])
-        print(f"{n_candidates} candidates x 3 folds in {time.perf_counter() - start:.0f} s")
+        n_folds = search.n_splits_
+        print(f"{n_candidates} candidates x {n_folds} folds in {time.perf_counter() - start:.0f} s")
         """
     ),
     md(
         """
         ## Results
 
-        One row per grid point, best F1 first. Scores are means over the three held-out
+        One row per grid point, best F1 first. Scores are means over the held-out
         volumes, with their standard deviation.
         """
     ),
@@ -673,14 +698,15 @@ TRANSFER = [
         """
         HAVE_NUCLEI = HAVE_DATA and (DATA_DIR / "ovule_nuclei" / "1135_labels_gt.tif").is_file()
         if HAVE_DATA:
-            tissue = load_volume(DATA_DIR / "plant_tissue_a" / "labels_gt.tif")
-            train = {
-                "ovule": load_volume(DATA_DIR / "plant_ovule" / "labels_gt.tif"),
-                "tissue_a": tissue[:, :163, :141],
-            }
+            train = {"ovule": load_volume(DATA_DIR / "plant_ovule" / "labels_gt.tif")}
+            if not SMALL:  # small: the ovule alone
+                tissue = load_volume(DATA_DIR / "plant_tissue_a" / "labels_gt.tif")
+                train["tissue_a"] = tissue[:, :163, :141]
             z_subsample = (1, 4)  # native and 4:1:1 stacks
         else:
             synthetic = {"shape": (32, 128, 128), "cell_size": (12, 36, 36)}
+            if SMALL:
+                synthetic["shape"] = (32, 96, 96)
             train = {f"synthetic_{s}": make_tissue(**synthetic, random_state=s) for s in (1, 2)}
             z_subsample = (1,)  # these cells are only a few layers deep: no z/4 copies
 
@@ -694,8 +720,9 @@ TRANSFER = [
             # compact blobs sit apart in background.
             print("nuclei crops not found: using shrunk synthetic cells instead")
             targets = {}
+            shape = (48, 80, 80) if SMALL else (64, 100, 100)
             for s in (11, 12):
-                blobs = make_tissue((64, 100, 100), cell_size=(14, 30, 30), random_state=s)
+                blobs = make_tissue(shape, cell_size=(14, 30, 30), random_state=s)
                 blobs[ndimage.binary_dilation(find_boundaries(blobs), iterations=2)] = 0
                 targets[f"blobs_{s}"] = blobs
         for name, volume in {**train, **targets}.items():

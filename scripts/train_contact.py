@@ -1,8 +1,9 @@
 """Train the contact-mode corrector: merge cells cut by tilted surfaces (paper §3.3).
 
-Run from the repository root, with the shared data folder beside the repository::
+Run from the repository root; the real data is found through ``OVERSEG_DATA_DIR`` or
+``shared/data`` beside the checkout (or pass ``--data FOLDER``)::
 
-    python scripts/train_contact.py --data ../shared/data -o /tmp/model_contact
+    python scripts/train_contact.py -o /tmp/model_contact
 
 The recipe:
 
@@ -51,6 +52,7 @@ from sklearn_overseg.persistence import save_estimator
 from sklearn_overseg.pipeline import make_default_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import add_data_option, data_folder
 from train_pretrained import OVULE_SPLIT_X, TISSUE_SPLIT_Y  # noqa: F401
 from train_pretrained import training_volumes as axial_training_volumes
 
@@ -106,7 +108,7 @@ def feature_seconds_per_pair(corrector: SegmentationCorrector, volume: np.ndarra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path("/tmp/model_contact"))
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--repeats", type=int, default=1)
@@ -114,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.output.exists() and not args.overwrite:
         parser.error(f"{args.output} exists; pass --overwrite")
-    volumes = training_volumes(args.data)
+    volumes = training_volumes(data_folder(parser, args.data))
     corrector = make_corrector(args.repeats, args.ensemble)
     t0 = time.perf_counter()
     corrector.fit(volumes)

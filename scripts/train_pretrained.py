@@ -1,8 +1,9 @@
 """Train the pretrained corrector shipped in ``sklearn_overseg/models/default/``.
 
-Run from the repository root, with the shared data folder beside the repository::
+Run from the repository root; the real data is found through ``OVERSEG_DATA_DIR`` or
+``shared/data`` beside the checkout (or pass ``--data FOLDER``)::
 
-    python scripts/train_pretrained.py --data ../shared/data -o sklearn_overseg/models/default
+    python scripts/train_pretrained.py -o sklearn_overseg/models/default
 
 The recipe (also in ``docs/model_card.md``):
 
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from _data import add_data_option, data_folder
 
 from sklearn_overseg.contact import CombinedScreener
 from sklearn_overseg.corrector import SegmentationCorrector
@@ -70,16 +72,16 @@ def training_volumes(data: Path) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path("sklearn_overseg/models/default"))
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--ensemble", type=int, default=3)
     parser.add_argument("--stitched-repeats", type=int, default=5)
     parser.add_argument("--max-gap", type=int, default=3)
-    parser.add_argument("--threshold-axial", type=float, default=0.5)
-    parser.add_argument("--threshold-lateral", type=float, default=0.9)
+    parser.add_argument("--threshold-axial", type=float, default=0.82)
+    parser.add_argument("--threshold-lateral", type=float, default=0.965)
     args = parser.parse_args()
-    volumes = training_volumes(args.data)
+    volumes = training_volumes(data_folder(parser, args.data))
     corrector = SegmentationCorrector(
         screener=CombinedScreener(
             axial=AxialGapScreener(max_gap=args.max_gap),

@@ -7,8 +7,10 @@ source volume, so no volume judges itself), and picks the threshold with the bes
 Nothing from the held-out evaluation volume is used. With ``--apply DIR`` the threshold is
 written into the saved model (``SegmentationCorrector.threshold``).
 
-    python scripts/tune_contact_threshold.py --data ../shared/data \
-        --apply sklearn_overseg/models/contact --overwrite
+    python scripts/tune_contact_threshold.py --apply sklearn_overseg/models/contact --overwrite
+
+The real data is found through ``OVERSEG_DATA_DIR`` or ``shared/data`` beside the checkout
+(or pass ``--data FOLDER``).
 """
 
 from __future__ import annotations
@@ -27,19 +29,21 @@ from sklearn_overseg.persistence import load_estimator, load_metadata, save_esti
 from sklearn_overseg.synthesis import make_training_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import add_data_option, data_folder
 from train_contact import make_corrector, training_volumes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--apply", type=Path, default=None, help="model directory to update")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
+    data = data_folder(parser, args.data)
     recipe = make_corrector()
     t0 = time.perf_counter()
     table, y = make_training_table(
-        training_volumes(args.data),
+        training_volumes(data),
         screener=recipe.screener,
         split_fraction=recipe.split_fraction,
         tilted_fraction=recipe.tilted_fraction,

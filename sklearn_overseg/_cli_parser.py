@@ -98,10 +98,9 @@ def _screening(p, max_gap_default: str) -> None:
         "--screen",
         choices=["axial", "contact", "both"],
         default="axial",
-        help="candidate screening: axial (splits along z with up to --max-gap missing "
-        "layers, and pieces of one cell that share a layer, as per-slice segmentation "
-        "stitched in z leaves them), contact (cut by a tilted surface) or both, each "
-        "judged by its own shipped model",
+        help="candidate screening: axial (splits along z across up to --max-gap missing "
+        "layers, and pieces of one cell side by side in a layer), contact (cut by a "
+        "tilted surface) or both, each judged by its own shipped model",
     )
     _add(
         p,
@@ -317,12 +316,6 @@ def _check_input(path: str, key: str | None) -> None:
         )
 
 
-def _distinct(message: str, *paths) -> None:
-    given = [Path(p).absolute() for p in paths if p]
-    if len(set(given)) != len(given):
-        raise UserError(message)
-
-
 def out_of_core(args) -> bool:
     """Whether ``correct`` streams: Zarr/HDF5 in, Zarr out, unless --in-memory."""
     zarr_out = volume_format(args.output) == "zarr"
@@ -398,10 +391,6 @@ def check_arguments(args) -> None:
                 raise UserError(
                     "--stitched-slices stitches the whole stack in memory; drop --out-of-core."
                 )
-        _distinct(
-            "-o, --report and --plot must name three different files.",
-            *(args.output, args.report, args.plot),
-        )
         for path in (args.report, args.plot):
             if path:
                 check_output(path, args.overwrite)
@@ -438,7 +427,6 @@ def check_arguments(args) -> None:
         _check_input(args.prediction, args.key)
         _check_input(args.ground_truth, args.key)
     elif command == "demo":
-        _distinct("-o and --report must name two different files.", args.output, args.report)
         if args.output:
             check_output(args.output, args.overwrite)
             volume_format(args.output)

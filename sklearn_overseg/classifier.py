@@ -95,8 +95,10 @@ def _one_torch_thread() -> Iterator[None]:
     with _THREADS_LOCK:
         if _threads_users == 0:
             _threads_saved = torch.get_num_threads()
-            if _threads_saved != 1:
-                torch.set_num_threads(1)
+            # Set even when torch already reports 1 thread: under an OpenMP limit set from
+            # outside (threadpoolctl.threadpool_limits, joblib's loky workers) it does, yet
+            # each op ran 10-30x slower until torch.set_num_threads(1) was called.
+            torch.set_num_threads(1)
         _threads_users += 1
     try:
         yield
@@ -651,7 +653,6 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         # initialize() draws random weights; keep the caller's RNG stream intact
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             net.initialize()
-        _check_module_state(module_state, int(self.n_features_in_), hp["hidden_units"])
         net.module_.load_state_dict(
             {name: torch.from_numpy(np.array(value)) for name, value in module_state.items()}
         )

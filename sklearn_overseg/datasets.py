@@ -11,6 +11,10 @@ intercellular air spaces where three or more cells meet (small ``d2 - d1`` plus
 ``d3 - d1`` in seed distances), with a second smooth field that makes some regions much
 airier than others, as in spongy leaf mesophyll.
 
+:func:`find_data_dir` locates the project's folder of real ground-truth volumes (not
+shipped with the package): ``OVERSEG_DATA_DIR``, else ``shared/data`` beside the
+checkout. The tests, notebooks, scripts and benchmarks all find it this way.
+
 :func:`load_demo` returns the bundled Arabidopsis ovule ground truth (PlantSeg test
 data, MIT) with synthetic axial splits and hard negatives from
 :func:`sklearn_overseg.flaws.synthesize_flaws`, and the raw membrane image it was drawn
@@ -19,6 +23,7 @@ on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -32,12 +37,17 @@ from sklearn.utils import Bunch, check_random_state
 
 from .flaws import FlawedVolume, synthesize_flaws
 
-__all__ = ["load_demo", "make_tissue"]
+__all__ = ["DATA_ENV", "find_data_dir", "load_demo", "make_tissue"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEMO_FILE = "plant_ovule_labels.tif"
 DEMO_RAW_FILE = "plant_ovule_raw.tif"
 DEMO_SPACING = (0.235, 0.15, 0.15)
+#: Environment variable naming the real-data folder; see :func:`find_data_dir`.
+DATA_ENV = "OVERSEG_DATA_DIR"
+# The checkout this module was imported from (meaningless for an installed wheel, which
+# is why a checkout is recognised by its pyproject.toml before it is searched).
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 _DEMO_DESCRIPTION = """\
 Arabidopsis thaliana ovule, ground-truth cell labels (32 x 128 x 128 voxels, 50 cells,
@@ -368,3 +378,75 @@ def load_demo(flawed: bool = True, random_state: int | np.random.RandomState | N
         hard_negatives=negatives,
         description=_DEMO_DESCRIPTION,
     )
+
+
+# ------------------------------------------------------------------ real-data folder
+
+
+def _beside_checkouts(start: str | os.PathLike | None = None) -> list[Path]:
+    """Where :func:`find_data_dir` looks when ``OVERSEG_DATA_DIR`` is not set, in order."""
+    bases = []
+    if (_SOURCE_ROOT / "pyproject.toml").is_file():
+        bases.append(_SOURCE_ROOT)
+    bases.append(Path.cwd() if start is None else Path(start))
+    candidates: list[Path] = []
+    for base in bases:
+        candidate = (base.resolve().parent / "shared" / "data").resolve()
+        if candidate not in candidates:
+            candidates.append(candidate)
+    return candidates
+
+
+def find_data_dir(start: str | os.PathLike | None = None, *, required: bool = False) -> Path | None:
+    """Locate the folder of real ground-truth volumes (``plant_tissue_a/``, ...).
+
+    The folder is not part of the package. It is looked for, in this order:
+
+    1. ``$OVERSEG_DATA_DIR``, when that variable is set and not empty;
+    2. ``shared/data`` beside the source checkout this package was imported from (a
+       clone at ``work/repo`` finds ``work/shared/data``);
+    3. ``shared/data`` beside ``start`` (default: the current directory), so that
+       ``python scripts/...`` run from the root of a clone finds ``../shared/data``.
+
+    Parameters
+    ----------
+    start : str or path-like, default=None
+        Folder whose sibling ``shared/data`` is tried last. ``None`` means the current
+        directory; a notebook in ``notebooks/`` passes ``".."``.
+    required : bool, default=False
+        Raise instead of returning ``None`` when no folder is found.
+
+    Returns
+    -------
+    Path or None
+        The absolute path of the folder, or ``None`` when there is none and
+        ``required`` is false.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``OVERSEG_DATA_DIR`` is set but is not a directory (a path chosen on purpose
+        that does not exist is a mistake to report, not a reason to look elsewhere), or
+        if ``required`` is true and no folder is found.
+    """
+    value = os.environ.get(DATA_ENV, "")
+    if value:
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"{DATA_ENV}={value!r} is not a directory: point it at the folder that "
+                "holds plant_tissue_a/, plant_ovule/, ... or unset it."
+            )
+        return path.resolve()
+    candidates = _beside_checkouts(start)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    if required:
+        looked = ", ".join(str(c) for c in candidates)
+        raise FileNotFoundError(
+            f"no real-data folder: set {DATA_ENV} to the folder that holds "
+            f"plant_tissue_a/, plant_ovule/, ... (looked for shared/data beside the "
+            f"checkout: {looked})."
+        )
+    return None

@@ -104,10 +104,13 @@ def _synthetic_volume() -> np.ndarray:
     return chained_flaws(gt, seed=0)
 
 
-@pytest.fixture(scope="module", params=["real", "synthetic"])
+@pytest.fixture(
+    scope="module", params=[pytest.param("real", marks=pytest.mark.needs_data), "synthetic"]
+)
 def flawed(request):
-    """A flawed volume with merges and chains: real tissue (skipped when the shared data
-    is absent) and synthetic tissue (always available, so a clone still tests the engine)."""
+    """A flawed volume with merges and chains: real tissue (``needs_data``: skipped without
+    the real-data folder) and synthetic tissue (always there, so a clone still tests the
+    engine)."""
     if request.param == "real":
         return _real_volume(request.getfixturevalue("plant_tissue"))
     return _synthetic_volume()

@@ -229,6 +229,17 @@ def test_global_torch_state_untouched(data):
     assert torch.get_num_threads() == threads
 
 
+def test_one_thread_is_set_even_when_torch_reports_one(data, monkeypatch):
+    # Under threadpoolctl's OpenMP limit torch reports 1 thread, yet its ops ran 10-30x
+    # slower until torch.set_num_threads(1) was called: the fit must always call it.
+    calls = []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n) or real_set(n))
+    OversegMLPClassifier(**FAST, random_state=0).fit(*data)
+    assert calls and calls[0] == 1
+
+
 def test_batches_do_not_change_probabilities(data, monkeypatch):
     X, y = data
     clf = OversegMLPClassifier(**FAST, random_state=0).fit(X, y)

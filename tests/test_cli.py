@@ -671,7 +671,7 @@ def test_screen_and_train_refuse_their_input_as_output(files, tmp_path, capsys):
 
 
 def test_unwritable_output_folder_is_found_before_any_work(files, tmp_path, capsys, monkeypatch):
-    from sklearn_overseg import _io_paths, cli
+    from sklearn_overseg import _io_paths
 
     real_open = os.open
 
@@ -684,7 +684,7 @@ def test_unwritable_output_folder_is_found_before_any_work(files, tmp_path, caps
         raise AssertionError("the model was loaded before the output was checked")
 
     monkeypatch.setattr(_io_paths.os, "open", read_only)
-    monkeypatch.setattr(cli, "_load_model", no_work)
+    monkeypatch.setattr("sklearn_overseg._cli_commands._load_model", no_work)
     out = tmp_path / "o.tif"
     code, _, err = run(capsys, "correct", files["in"], "-o", out)
     assert code == 2

@@ -14,7 +14,6 @@ zarr = pytest.importorskip("zarr")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import _large  # noqa: E402
 from _large import build_paper_large  # noqa: E402
 
 SHAPE = (40, 300, 300)
@@ -26,14 +25,10 @@ TILES = [
 ]
 
 
-def _tissue_available() -> bool:
-    return _large._TISSUE.exists()
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> dict:
-    if not _tissue_available():
-        pytest.skip("shared plant_tissue_a data absent (the synthetic source is tested below)")
+def built(tmp_path_factory, data_dir) -> dict:
+    # Requesting data_dir marks every test built on this needs_data (skipped without the
+    # real data; test_synthetic_source runs either way).
     return build_paper_large(tmp_path_factory.mktemp("large"), SHAPE, CHUNKS, seed=3)
 
 
@@ -60,6 +55,7 @@ def test_shape_dtype_chunks_and_counts(built):
     assert built["n_cells"] == built["n_true_cells"] + built["n_merges"]
     assert built["max_id"] == flawed.max()
     assert built["reused"] is False
+    assert built["params"]["source"] == "tissue"
 
 
 def test_ids_unique_across_tiles(built):
@@ -103,9 +99,8 @@ def test_deterministic_and_seed_sensitive(built, tmp_path):
     assert not np.array_equal(_read(other)[0], flawed)
 
 
+@pytest.mark.needs_data
 def test_reuse_and_rebuild_on_new_parameters(tmp_path):
-    if not _tissue_available():
-        pytest.skip("shared plant_tissue_a data absent")
     shape, chunks = (10, 120, 100), (8, 64, 64)
     first = build_paper_large(tmp_path, shape, chunks, seed=1)
     stamp = (tmp_path / "build.json").stat().st_mtime_ns
@@ -119,9 +114,8 @@ def test_reuse_and_rebuild_on_new_parameters(tmp_path):
     np.testing.assert_array_equal(_read(third)[0], _read(first)[0])
 
 
+@pytest.mark.needs_data
 def test_partial_build_is_not_reused(tmp_path):
-    if not _tissue_available():
-        pytest.skip("shared plant_tissue_a data absent")
     shape, chunks = (10, 120, 100), (8, 64, 64)
     build_paper_large(tmp_path, shape, chunks, seed=1)
     (tmp_path / "build.json").unlink()

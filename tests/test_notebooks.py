@@ -2,9 +2,10 @@
 
 Each notebook runs in a fresh kernel started from *this* interpreter (a temporary
 kernelspec pointing at ``sys.executable``, found first through ``JUPYTER_PATH``), with the
-repository root on ``PYTHONPATH`` and a temporary working directory. The shared data
-folder is passed as ``OVERSEG_DATA_DIR``; when it is absent the notebooks fall back to
-synthetic tissue, so these tests never skip for missing data.
+repository root on ``PYTHONPATH`` and a temporary working directory. The real-data folder
+the suite found is passed as ``OVERSEG_DATA_DIR``; without one the notebooks fall back to
+synthetic tissue, so these tests never skip for missing data. ``OVERSEG_NOTEBOOK_SIZE=small``
+makes notebooks 02-04 run on their smallest meaningful inputs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-DATA_DIR = ROOT.parent / "shared" / "data"
 KERNEL_NAME = "python3"
 NUMBER = r"([0-9]*\.?[0-9]+)"
 
@@ -54,14 +54,17 @@ def kernel_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def kernel_env(kernel_dir, monkeypatch) -> None:
+def kernel_env(kernel_dir, optional_data_dir, monkeypatch) -> None:
     """Environment inherited by the kernel process."""
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_dir))
     # The package is not installed: the kernel imports it from the repository root.
     path = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), path])))
-    # An absent folder makes the notebooks use synthetic tissue.
-    monkeypatch.setenv("OVERSEG_DATA_DIR", str(DATA_DIR))
+    if optional_data_dir is None:  # the notebooks use synthetic tissue
+        monkeypatch.delenv("OVERSEG_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("OVERSEG_DATA_DIR", str(optional_data_dir))
+    monkeypatch.setenv("OVERSEG_NOTEBOOK_SIZE", "small")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiet debugger warning
 
@@ -115,6 +118,7 @@ def _execute(name: str, workdir: Path):
         timeout=600,
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(workdir)}},
+        shutdown_kernel="immediate",  # its outputs are in; a graceful stop only waits
     )
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError naming the failing cell
@@ -132,8 +136,14 @@ def _check_quickstart(nb) -> None:
     assert _n_images(nb) >= 2  # orthogonal views and decision gallery
 
 
+def _check_small(nb) -> None:
+    """The size reached the kernel: a full run here would only be slow, not fail."""
+    assert "notebook size: small" in _all_text(nb)
+
+
 def _check_train_your_own(nb) -> None:
     text = _all_text(nb)
+    _check_small(nb)
     assert "reloaded model gives the same probabilities: True" in text
     assert "CLI result identical: True" in text
     before, after = _map_before_after(_text(_tagged(nb, "scores")))
@@ -144,6 +154,7 @@ def _check_train_your_own(nb) -> None:
 
 
 def _check_ablation(nb) -> None:
+    _check_small(nb)
     cell = _tagged(nb, "results")
     results = [o for o in cell.outputs if o.get("output_type") == "execute_result"]
     assert len(results) == 1, "the results cell must end with the results DataFrame"
@@ -166,6 +177,7 @@ def _check_ablation(nb) -> None:
 
 
 def _check_transfer(nb) -> None:
+    _check_small(nb)
     text = _text(_tagged(nb, "scores"))
     match = re.search(
         rf"trained here: pair precision {NUMBER} recall {NUMBER}; "
