@@ -21,6 +21,9 @@ from textwrap import dedent
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+# The text quotes this default: read it, so that it cannot drift from the code.
+from sklearn_overseg.ot import DEFAULT_MAX_EXACT_POINTS as MAX_EXACT
+
 HERE = Path(__file__).resolve().parent
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -533,7 +536,7 @@ ABLATION = [
         """
     ),
     md(
-        """
+        f"""
         ## The grid
 
         A list of two grids, so that `"drop"` is not combined with the four statistics
@@ -542,9 +545,9 @@ ABLATION = [
 
         Two settings trade accuracy for speed here: the MLP trains for at most 40 epochs,
         and the EMD solver coarsens each mask to at most 50 support points
-        (`max_exact_points=50`, default 120); the small run takes 10 epochs and 20 points.
-        The pipeline caches the fitted feature step (`memory=`), so the two classifiers
-        share the features of each fold.
+        (`max_exact_points=50`, default {MAX_EXACT}); the small run takes 10 epochs and 20
+        points. The pipeline caches the fitted feature step (`memory=`), so the two
+        classifiers share the features of each fold.
         """
     ),
     code(

@@ -21,7 +21,9 @@ Inference runs in numpy (the module's forward pass in eval mode: standardise, Li
 ReLU, dropout off, sigmoid), so a loaded model predicts without importing torch or skorch
 (about 6 s of start-up on a shared 2-core machine); they are imported by ``fit`` and by
 the first access to ``net_``. ``tests/test_classifier.py`` checks the numpy
-probabilities against the torch module's.
+probabilities against the torch module's. For the same reason the net's class
+(:class:`~sklearn_overseg._weighted_net.WeightedBinaryNet`, which weighs the loss by
+``sample_weight``) lives in a module of its own, imported when a net is built.
 
 Extra skorch settings pass through ``**kwargs`` with skorch's prefixes (for instance
 ``optimizer__weight_decay=1e-4`` or ``iterator_train__num_workers=0``); they are part of
@@ -43,16 +45,17 @@ results independent of the thread count a joblib/loky worker happens to get.
 from __future__ import annotations
 
 import contextlib
-import numbers
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 if TYPE_CHECKING:
     from skorch import NeuralNetBinaryClassifier
@@ -212,6 +215,12 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
     --------
     sklearn_overseg._modules.OversegMLPModule : the torch module.
 
+    Notes
+    -----
+    Sample weights (:meth:`fit`) scale each row's loss; with one full batch
+    (``batch_size`` at least the number of rows), ``dropout=0`` and no validation split,
+    a weight of 2 trains exactly as the row repeated twice, up to float32 rounding.
+
     Examples
     --------
     >>> import numpy as np
@@ -223,8 +232,22 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
     (2, 2)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        "hidden_units": ["array-like"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), Mapping, None],
+        "valid_fraction": [Interval(Real, 0, 1, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
+        *,
         hidden_units: tuple[int, ...] = (128, 64, 32),
         dropout: float = 0.3,
         lr: float = 1e-3,
@@ -292,13 +315,11 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _validate_hyperparameters(self) -> dict[str, Any]:
-        """Check the constructor arguments; return them normalised."""
+        """Check what ``_parameter_constraints`` cannot express; return all normalised.
 
-        def _int(name: str, value: Any, low: int) -> int:
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-            return int(value)
-
+        The types and ranges are checked by ``_validate_params`` (``fit`` runs it through
+        ``_fit_context``); here: the entries of ``hidden_units`` and the skorch kwargs.
+        """
         try:
             hidden = tuple(self.hidden_units)
         except TypeError:
@@ -306,26 +327,12 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
                 f"hidden_units must be a sequence of positive integers; got {self.hidden_units!r}."
             ) from None
         for units in hidden:
-            _int("each entry of hidden_units", units, 1)
-        dropout = self.dropout
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, numbers.Real)
-            or not (0.0 <= dropout < 1.0)
-        ):
-            raise ValueError(f"dropout must be a float in [0, 1); got {dropout!r}.")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) or not self.lr > 0:
-            raise ValueError(f"lr must be a positive float; got {self.lr!r}.")
+            if isinstance(units, bool) or not isinstance(units, Integral) or units < 1:
+                raise ValueError(
+                    f"each entry of hidden_units must be an integer >= 1; got {units!r}."
+                )
         vf = self.valid_fraction
-        if vf is not None and (
-            isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not (0.0 <= vf < 1.0)
-        ):
-            raise ValueError(f"valid_fraction must be None or a float in [0, 1); got {vf!r}.")
         cw = self.class_weight
-        if not (
-            cw is None or isinstance(cw, Mapping) or (isinstance(cw, str) and cw == "balanced")
-        ):
-            raise ValueError(f"class_weight must be 'balanced', a dict or None; got {cw!r}.")
         unknown = sorted(key for key in self._net_kwargs if not _is_net_kwarg(key))
         if unknown:
             raise ValueError(
@@ -339,12 +346,12 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
                 "to pass pos_weight yourself."
             )
         return {
-            "hidden_units": hidden,
-            "dropout": float(dropout),
+            "hidden_units": tuple(int(units) for units in hidden),
+            "dropout": float(self.dropout),
             "lr": float(self.lr),
-            "max_epochs": _int("max_epochs", self.max_epochs, 1),
-            "batch_size": _int("batch_size", self.batch_size, 1),
-            "patience": _int("patience", self.patience, 1),
+            "max_epochs": int(self.max_epochs),
+            "batch_size": int(self.batch_size),
+            "patience": int(self.patience),
             "valid_fraction": 0.0 if vf is None else float(vf),
         }
 
@@ -362,7 +369,7 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             )
         return np.ascontiguousarray(X, dtype=np.float32)
 
-    def _pos_weight(self, n_neg: int, n_pos: int) -> float | None:
+    def _pos_weight(self, n_neg: float, n_pos: float) -> float | None:
         cw = self.class_weight
         if cw is None:
             return None
@@ -391,13 +398,14 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         pos_weight: float | None,
         seed: int,
         use_valid: bool,
+        weighted: bool = False,
     ) -> NeuralNetBinaryClassifier:
         import torch
-        from skorch import NeuralNetBinaryClassifier
         from skorch.callbacks import EarlyStopping
         from skorch.dataset import ValidSplit
 
         from ._modules import OversegMLPModule
+        from ._weighted_net import WeightedBinaryNet
 
         sink = print if self.verbose else _silent
         stopper = EarlyStopping(
@@ -432,11 +440,15 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         }
         if pos_weight is not None:
             kwargs["criterion__pos_weight"] = torch.tensor(pos_weight, dtype=torch.float32)
+        if weighted:
+            # WeightedBinaryNet.get_loss reduces the per-row losses with the weights
+            kwargs["criterion__reduction"] = "none"
         kwargs.update(extra)
-        return NeuralNetBinaryClassifier(**kwargs)
+        return WeightedBinaryNet(**kwargs)
 
     # ------------------------------------------------------------------ API
-    def fit(self, X: Any, y: Any) -> OversegMLPClassifier:
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> OversegMLPClassifier:
         """Train the network.
 
         Parameters
@@ -445,6 +457,11 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             Numeric features; NaN or infinite values raise ``ValueError``.
         y : array-like of shape (n_samples,)
             Binary labels (two distinct values).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row in the loss, in the feature standardisation
+            and in the ``"balanced"`` class weight. Rescaled to mean 1, so only ratios
+            matter. Routed by metadata routing once requested
+            (``set_fit_request(sample_weight=True)``).
 
         Returns
         -------
@@ -465,15 +482,30 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
                 "OversegMLPClassifier needs samples of 2 classes in y; got 1 class: "
                 f"{classes.tolist()}."
             )
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            class_weight = np.bincount(y_enc, weights=sw, minlength=2)
+            if not class_weight.min() > 0:
+                empty = classes.tolist()[int(np.argmin(class_weight))]
+                raise ValueError(
+                    f"sample_weight gives class {empty!r} a total weight of 0: the network "
+                    "needs weighted samples of 2 classes."
+                )
         X32 = self._to_float32(X)
         self.classes_ = classes
         counts = np.bincount(y_enc, minlength=2)
-        self.pos_weight_ = self._pos_weight(int(counts[0]), int(counts[1]))
+        weighted_counts = counts if sw is None else class_weight
+        self.pos_weight_ = self._pos_weight(float(weighted_counts[0]), float(weighted_counts[1]))
 
         # float64 statistics: features may span many orders of magnitude
         X64 = X32.astype(np.float64)
-        mean = X64.mean(axis=0)
-        std = X64.std(axis=0)
+        if sw is None:
+            mean = X64.mean(axis=0)
+            std = X64.std(axis=0)
+        else:
+            mean = np.average(X64, axis=0, weights=sw)
+            std = np.sqrt(np.average((X64 - mean) ** 2, axis=0, weights=sw))
         # constant (or numerically constant) columns are centred but not scaled
         # (relative test only: a feature of values ~1e-6 is not constant)
         scale = np.where(std > 10 * np.finfo(np.float32).eps * np.abs(mean), std, 1.0)
@@ -488,12 +520,16 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
             pos_weight=self.pos_weight_,
             seed=seed,
             use_valid=use_valid,
+            weighted=sw is not None,
         )
+        X_net: Any = X32
+        if sw is not None:
+            X_net = {"X": X32, "sample_weight": (sw / sw.mean()).astype(np.float32)}
         import torch
 
         with _one_torch_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net.fit(X32, y_enc.astype(np.float32))
+            net.fit(X_net, y_enc.astype(np.float32))
         self.__dict__.pop("_module_state", None)  # weights of an earlier load, now stale
         self.net_ = net
         self.n_iter_ = len(net.history)
@@ -595,6 +631,7 @@ class OversegMLPClassifier(ClassifierMixin, BaseEstimator):
         if module_state is None:
             self.__dict__.pop("_module_state", None)
             return
+        self._validate_params()  # parameters read from a file: checked as fit would
         hp = self._validate_hyperparameters()  # a tampered config fails on load, not later
         _check_module_state(module_state, int(self.n_features_in_), hp["hidden_units"])
         self._module_state = {name: np.asarray(value) for name, value in module_state.items()}

@@ -59,6 +59,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._validation import (
@@ -685,6 +686,7 @@ class ContactScreener(BaseScreener):
 
     def __init__(
         self,
+        *,
         min_contact: int = 1,
         min_size: int = 1,
         max_layers: int | None = None,
@@ -846,11 +848,24 @@ class CombinedScreener(BaseScreener):
 
     Examples
     --------
-    Screening for per-slice segmentations stitched in z (axial gaps of up to three
-    layers and pieces that share a layer, no tilted contacts):
-
     >>> import numpy as np
-    >>> from sklearn_overseg import AxialGapScreener, CombinedScreener, LateralScreener
+    >>> from sklearn_overseg.contact import CombinedScreener
+    >>> vol = np.zeros((8, 6, 12), dtype=np.uint16)
+    >>> vol[0:3, 1:5, 1:5] = 1
+    >>> vol[4:7, 1:5, 1:5] = 2    # below cell 1, across a blank layer: axial
+    >>> vol[0:4, 1:5, 6:10] = 3
+    >>> vol[4:8, 1:5, 6:10] = 4   # touches cell 3 without a gap: axial and contact
+    >>> vol[0:8, 1:5, 10:12] = 5  # beside cell 3 and cell 4: contact only
+    >>> table = CombinedScreener().fit_transform([vol])
+    >>> table[["cell_a", "cell_b", "kind"]].to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
+    [{'cell_a': 1, 'cell_b': 2, 'kind': 'axial'}, {'cell_a': 3, 'cell_b': 4, 'kind': 'axial'},
+     {'cell_a': 3, 'cell_b': 5, 'kind': 'contact'}, {'cell_a': 4, 'cell_b': 5, 'kind': 'contact'}]
+
+    That is the default, axial and contact screening for 3D segmenters. Screening for
+    per-slice segmentations stitched in z (axial gaps of up to three layers and pieces
+    that share a layer, no tilted contacts):
+
+    >>> from sklearn_overseg import AxialGapScreener, LateralScreener
     >>> screener = CombinedScreener(
     ...     axial=AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener()
     ... )
@@ -871,6 +886,7 @@ class CombinedScreener(BaseScreener):
 
     def __init__(
         self,
+        *,
         axial: AxialGapScreener | str | None = None,
         contact: ContactScreener | str | None = None,
         lateral: LateralScreener | str | None = _DROP,
@@ -910,8 +926,14 @@ class CombinedScreener(BaseScreener):
             raise ValueError("CombinedScreener: every part is 'drop'; keep at least one.")
         return used
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X=None, y=None):
         """Check the parameters of every screener in use.
+
+        Parameters
+        ----------
+        X : ignored
+        y : ignored
 
         Returns
         -------

@@ -18,14 +18,14 @@ set to ``"drop"``) to measure what it brings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .features import _check_input_features, _facing_layers, _geometries
+from .features import _check_input_features, _facing_layers, _geometries, _table_tags
 
 __all__ = ["CONTEXT_COLUMNS", "CellContextFeatures"]
 
@@ -74,12 +74,38 @@ class CellContextFeatures(TransformerMixin, BaseEstimator):
     ``height_a_ratio``, ``height_b_ratio``, ``volume_ratio`` ((voxels A + voxels B) /
     median cell voxels) and ``size_balance`` (smaller / larger voxel count).
 
+    ``X`` is a candidate table, not a numeric array (the estimator tags say
+    ``two_d_array=False``). Nothing is learned but the table's columns.
+
     Attributes
     ----------
     n_features_in_ : int
+        Number of columns of the table seen in :meth:`fit`.
     feature_names_in_ : ndarray of str
+        Column names of the table seen in :meth:`fit`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_overseg import AxialGapScreener, CellContextFeatures
+    >>> vol = np.zeros((7, 8, 8), dtype=np.uint16)
+    >>> vol[1:3, 2:6, 2:6] = 1
+    >>> vol[0, 3:5, 3:5] = 1      # a tapered top
+    >>> vol[4:, 3:7, 2:6] = 2     # shifted by one row, after a blank layer
+    >>> table = AxialGapScreener().screen(vol)
+    >>> context = CellContextFeatures().set_output(transform="pandas").fit_transform(table)
+    >>> context[["layers_a", "height_ratio", "volume_ratio", "size_balance"]].round(3)
+                 layers_a  height_ratio  volume_ratio  size_balance
+    candidate
+    0:1-2:axial       3.0         2.333           2.0          0.75
     """
 
+    _parameter_constraints: ClassVar[dict] = {}
+
+    def __sklearn_tags__(self):
+        return _table_tags(super().__sklearn_tags__())
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> CellContextFeatures:
         """Check the table; nothing is learned.
 
@@ -95,7 +121,6 @@ class CellContextFeatures(TransformerMixin, BaseEstimator):
         """
         _check_table(X, type(self).__name__)
         validate_data(self, X, skip_check_array=True, reset=True)
-        self.fitted_ = True
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
@@ -110,7 +135,7 @@ class CellContextFeatures(TransformerMixin, BaseEstimator):
         -------
         features : ndarray of shape (n_rows, 9)
         """
-        check_is_fitted(self, "fitted_")
+        check_is_fitted(self)
         _check_table(X, type(self).__name__)
         validate_data(self, X, skip_check_array=True, reset=False)
         geoms = list(X["geometry"])
@@ -151,6 +176,6 @@ class CellContextFeatures(TransformerMixin, BaseEstimator):
         -------
         names : ndarray of str
         """
-        check_is_fitted(self, "fitted_")
+        check_is_fitted(self)
         _check_input_features(self, input_features)
         return np.asarray(_NAMES, dtype=object)

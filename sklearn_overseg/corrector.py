@@ -27,11 +27,15 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from joblib import parallel_config
-from sklearn.base import BaseEstimator, clone
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn import get_config
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ._progress import stage
+from ._table_estimators import check_takes_table, fit_with_sample_weight
 from ._validation import (
     MIN_ROWS_PER_WORKER,
     check_label_volume,
@@ -90,6 +94,60 @@ class _Groups:
         self.bbox[root] = merged
 
 
+def _is_threshold(value) -> bool:
+    # NaN fails both comparisons; a bool is not a probability.
+    return isinstance(value, Real) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+class _KindThresholds(Options):
+    """A non-empty dict of candidate kind (str) to a threshold in [0, 1].
+
+    An ``Options`` only because ``_validate_params`` accepts no other constraint class;
+    the option set is unused.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dict, set())
+
+    def is_satisfied_by(self, val) -> bool:
+        return (
+            isinstance(val, Mapping)
+            and len(val) > 0
+            and all(isinstance(k, str) and _is_threshold(v) for k, v in val.items())
+        )
+
+    def __str__(self) -> str:
+        return "a non-empty dict of candidate kind (str) to a float in [0, 1]"
+
+
+def _check_threshold(threshold) -> None:
+    """Refuse a bad threshold where it is used (it may be set after fit, or loaded)."""
+    if isinstance(threshold, Mapping):
+        if not threshold:
+            raise ValueError("threshold is an empty dict: give one value per candidate kind.")
+        for kind, value in threshold.items():
+            if not isinstance(kind, str):
+                raise ValueError(f"threshold keys must be candidate kinds (str), got {kind!r}.")
+            if not _is_threshold(value):
+                raise ValueError(f"threshold[{kind!r}] must be in [0, 1], got {value!r}.")
+    elif not _is_threshold(threshold):
+        raise ValueError(
+            f"threshold must be a float in [0, 1] or a dict of kind to such floats, "
+            f"got {threshold!r}."
+        )
+
+
+def _row_weights(table: pd.DataFrame, volume_weights: np.ndarray) -> np.ndarray:
+    """Each candidate row gets the weight of the volume it was screened in.
+
+    Volume ids are the position of the volume in ``X``, alone (labelled real pairs)
+    or before a ``/`` (synthesised flaws, ``"<i>/z<k>p<phase>/r<repeat>"``, and
+    stitched draws, ``"<i>/stitched-z<k>/r<repeat>"``).
+    """
+    source = table["volume"].astype(str).str.split("/", n=1).str[0].astype(np.int64)
+    return volume_weights[source.to_numpy()]
+
+
 def _as_volumes(X, name: str = "X") -> list:
     if isinstance(X, np.ndarray) and X.ndim == 3:
         return [X]
@@ -103,7 +161,7 @@ def _as_volumes(X, name: str = "X") -> list:
     )
 
 
-class SegmentationCorrector(BaseEstimator):
+class SegmentationCorrector(TransformerMixin, BaseEstimator):
     """Find and merge wrongly split cells in 3D label volumes.
 
     Parameters
@@ -138,7 +196,10 @@ class SegmentationCorrector(BaseEstimator):
     n_jobs : int, optional
         Parallel jobs for screening and features (a joblib ``parallel_config``).
     random_state : int, RandomState or None
-        Seeds the synthesis and the default classifier.
+        Seeds the synthesis, the stitched draws and the default classifier. A
+        ``RandomState`` is drawn from in :meth:`fit` (synthesis first, then the stitched
+        draws, then one seed for the default classifier), so fits from equally seeded
+        ``RandomState`` objects are identical.
 
     Attributes
     ----------
@@ -152,12 +213,39 @@ class SegmentationCorrector(BaseEstimator):
         Rows of the training table.
     training_balance_ : dict
         Count of positive and negative training pairs.
+
+    Notes
+    -----
+    The samples are volumes: ``X`` is a list of 3D label volumes (the estimator tags
+    say ``three_d_array``, not ``two_d_array``) and :meth:`transform` returns the list of
+    corrected volumes. The classifier is given the candidate table, so a classifier of
+    numeric arrays is refused in :meth:`fit`; wrap it with
+    ``make_default_pipeline(classifier=...)``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn_overseg import SegmentationCorrector, make_tissue, synthesize_flaws
+    >>> from sklearn_overseg.metrics import mean_average_precision
+    >>> from sklearn_overseg.pipeline import make_default_pipeline
+    >>> truth = make_tissue((16, 32, 32), cell_size=(8, 12, 12), random_state=0)
+    >>> corrector = SegmentationCorrector(
+    ...     classifier=make_default_pipeline(LogisticRegression()), n_repeats=1, random_state=0
+    ... ).fit([truth])
+    >>> flawed = synthesize_flaws(truth, random_state=1).labels
+    >>> corrected, decisions = corrector.correct(flawed)
+    >>> corrected.shape == flawed.shape
+    True
+    >>> before = mean_average_precision(flawed, truth)
+    >>> after = mean_average_precision(corrected, truth)
+    >>> bool(after > before)
+    True
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        "screener": [None, object],
-        "classifier": [None, object],
-        "threshold": [Interval(Real, 0, 1, closed="both"), dict],
+        "screener": [None, HasMethods(["screen"])],
+        "classifier": [None, HasMethods(["fit", "predict_proba"])],
+        "threshold": [Interval(Real, 0, 1, closed="both"), _KindThresholds()],
         "interpolation": [StrOptions({"ot", "sdf", "none"})],
         "only_background": ["boolean"],
         "split_fraction": [Interval(Real, 0, 1, closed="both")],
@@ -173,6 +261,7 @@ class SegmentationCorrector(BaseEstimator):
 
     def __init__(
         self,
+        *,
         screener=None,
         classifier=None,
         threshold: float = 0.5,
@@ -207,15 +296,36 @@ class SegmentationCorrector(BaseEstimator):
     def _make_screener(self):
         return clone(self.screener) if self.screener is not None else AxialGapScreener()
 
-    def _make_classifier(self):
+    def _make_classifier(self, random_state=None):
         if self.classifier is not None:
             return clone(self.classifier)
         from .pipeline import make_default_pipeline
 
-        seed = self.random_state if isinstance(self.random_state, Integral) else None
-        return make_default_pipeline(random_state=seed)
+        return make_default_pipeline(random_state=random_state)
 
-    def fit(self, X, y=None, *, spacing=None):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Samples are 3D label volumes; y (ground truths) is optional.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    def get_metadata_routing(self) -> MetadataRouter:
+        """How :meth:`fit` routes ``sample_weight`` to the classifier.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        return MetadataRouter(owner=self).add(
+            classifier=self._make_classifier(),
+            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+        )
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None, *, spacing=None, sample_weight=None):
         """Train the candidate classifier.
 
         Parameters
@@ -227,17 +337,36 @@ class SegmentationCorrector(BaseEstimator):
             Ground truths of ``X``; candidates of ``X`` are labelled by majority overlap.
         spacing : tuple of float, optional
             Voxel size (z, y, x) of the volumes; overrides the ``spacing`` parameter.
+        sample_weight : array-like of shape (n_volumes,), optional
+            Weight of each volume; every candidate pair screened in it gets that weight
+            in the classifier's fit. With metadata routing enabled it goes where the
+            classifier requests it (the default classifier does); without, to the
+            classifier's ``sample_weight`` (its last step's, for a Pipeline).
 
         Returns
         -------
-        self
+        self : SegmentationCorrector
         """
-        self._validate_params()
         check_n_jobs(self.n_jobs)
         spacing = check_spacing(spacing if spacing is not None else self.spacing)
         volumes = _as_volumes(X)
         if not volumes:
             raise ValueError("X is empty: fit needs at least one volume.")
+        if self.classifier is not None:
+            check_takes_table(self.classifier, owner="SegmentationCorrector.classifier")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, np.empty((len(volumes), 0)), ensure_non_negative=True
+            )
+        routed = None
+        if get_config()["enable_metadata_routing"]:
+            metadata = {} if sample_weight is None else {"sample_weight": sample_weight}
+            routed = process_routing(self, "fit", **metadata)
+        # An int (or None) seeds synthesis, stitched draws and classifier as given; a
+        # RandomState is drawn from, in a fixed order, so equal states give equal fits.
+        random_state = self.random_state
+        if random_state is not None and not isinstance(random_state, Integral):
+            random_state = check_random_state(random_state)
         self.screener_ = self._make_screener()
         # Capped at the cores here, so that every Parallel() below inherits a sane count.
         with parallel_config(n_jobs=effective_n_jobs(self.n_jobs)):
@@ -252,7 +381,7 @@ class SegmentationCorrector(BaseEstimator):
                     z_subsample=tuple(self.z_subsample),
                     relabel_fraction=self.relabel_fraction,
                     spacing=spacing,
-                    random_state=self.random_state,
+                    random_state=random_state,
                 )
                 if self.stitched_repeats:
                     from .candidates import concat_tables
@@ -264,7 +393,7 @@ class SegmentationCorrector(BaseEstimator):
                         n_repeats=self.stitched_repeats,
                         z_subsample=tuple(self.z_subsample),
                         spacing=spacing,
-                        random_state=self.random_state,
+                        random_state=random_state,
                     )
                     table = concat_tables([table, stitched])
                     labels = pd.concat([labels, stitched_labels])
@@ -282,8 +411,22 @@ class SegmentationCorrector(BaseEstimator):
                     "larger volumes, or raise split_fraction."
                 )
             stage("features and classifier")
+            classifier = self._make_classifier(random_state)
             with self._per_rows(len(table)):
-                self.classifier_ = self._make_classifier().fit(table, labels.to_numpy())
+                if routed is not None:
+                    params = dict(routed.classifier.fit)
+                    if params.get("sample_weight") is not None:
+                        params["sample_weight"] = _row_weights(table, params["sample_weight"])
+                    self.classifier_ = classifier.fit(table, labels.to_numpy(), **params)
+                else:
+                    weights = None if sample_weight is None else _row_weights(table, sample_weight)
+                    self.classifier_ = fit_with_sample_weight(
+                        classifier,
+                        table,
+                        labels.to_numpy(),
+                        weights,
+                        owner="SegmentationCorrector.classifier",
+                    )
         self.spacing_ = spacing
         self.n_training_pairs_ = len(table)
         self.training_balance_ = counts
@@ -376,6 +519,8 @@ class SegmentationCorrector(BaseEstimator):
 
         check_is_fitted(self, "classifier_")
         check_n_jobs(self.n_jobs)
+        # Before any work: set_params after fit or a loaded model may bring a bad one.
+        _check_threshold(self.threshold)
         volume = check_volume_like(volume)
         _check_out(out, volume)
         if slab_layers is not None:
@@ -606,14 +751,12 @@ class SegmentationCorrector(BaseEstimator):
 
     def _thresholds(self, kinds: np.ndarray) -> np.ndarray:
         """The threshold of each candidate, by its kind."""
-        if not isinstance(self.threshold, dict):
+        _check_threshold(self.threshold)
+        if not isinstance(self.threshold, Mapping):
             return np.full(len(kinds), float(self.threshold))
         missing = sorted(set(kinds) - set(self.threshold))
         if missing:
             raise ValueError(f"threshold has no value for candidate kind(s) {missing}.")
-        for kind, value in self.threshold.items():
-            if not isinstance(value, Real) or not 0 <= value <= 1:
-                raise ValueError(f"threshold[{kind!r}] must be in [0, 1], got {value!r}.")
         return np.array([float(self.threshold[k]) for k in kinds])
 
     @staticmethod
@@ -678,10 +821,12 @@ class SegmentationCorrector(BaseEstimator):
         -------
         corrected : list of ndarray
         """
+        check_is_fitted(self, "classifier_")
         return [self.correct(v)[0] for v in _as_volumes(X)]
 
     def score(self, X, y) -> float:
         """Mean mAP (IoU 0.25, 0.5, 0.75) of the corrected ``X`` against ground truths ``y``."""
+        check_is_fitted(self, "classifier_")
         volumes, truths = _as_volumes(X), _as_volumes(y, "y")
         if len(volumes) != len(truths):
             raise ValueError(f"X has {len(volumes)} volumes but y has {len(truths)}.")

@@ -30,13 +30,14 @@ import itertools
 import zlib
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import MIN_ROWS_PER_WORKER, check_n_jobs, check_spacing, effective_n_jobs
@@ -82,6 +83,12 @@ def _geometries(X: Any, owner: str) -> list[PairGeometry]:
                 f"{type(geom).__name__}, expected a PairGeometry."
             )
     return geoms
+
+
+def _table_tags(tags):
+    """Tags of an estimator whose ``X`` is a candidate table, not a 2D numeric array."""
+    tags.input_tags.two_d_array = False
+    return tags
 
 
 def _nonempty(stack: np.ndarray) -> np.ndarray:
@@ -313,10 +320,40 @@ default="paper"
     its count ``0`` and its ratio ``0.0``. Otherwise a ratio is ``emd_gap / max(median,
     floor)`` with ``floor`` a quarter of the smallest pixel size (sub-pixel medians are
     noise), so it is always finite. A row whose A or B has no pixel raises ValueError.
+
+    ``X`` is a candidate table, not a numeric array (the estimator tags say
+    ``two_d_array=False``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_overseg import AxialGapScreener, GeoWassersteinFeatures
+    >>> vol = np.zeros((7, 8, 8), dtype=np.uint16)
+    >>> vol[1:3, 2:6, 2:6] = 1
+    >>> vol[0, 3:5, 3:5] = 1      # a tapered top
+    >>> vol[4:, 3:7, 2:6] = 2     # shifted by one row, after a blank layer
+    >>> table = AxialGapScreener().screen(vol)
+    >>> emd = GeoWassersteinFeatures().set_output(transform="pandas").fit_transform(table)
+    >>> emd[["emd_gap", "emd_a_median", "emd_b_median", "emd_gap_over_a_median"]].round(3)
+                 emd_gap  emd_a_median  emd_b_median  emd_gap_over_a_median
+    candidate
+    0:1-2:axial      1.0         0.427           0.0                  2.343
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "statistics": [StrOptions(set(STATISTICS_PRESETS)), "array-like"],
+        "method": [StrOptions(set(_METHODS))],
+        "n_projections": [Interval(Integral, 1, None, closed="left")],
+        "max_exact_points": [Interval(Integral, 1, None, closed="left")],
+        "spacing": ["array-like", Interval(Real, 0, None, closed="neither"), None],
+        "normalize": ["boolean"],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    }
 
     def __init__(
         self,
+        *,
         statistics: Any = "paper",
         method: str = "auto",
         n_projections: int = 64,
@@ -335,18 +372,15 @@ default="paper"
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        return _table_tags(super().__sklearn_tags__())
+
     def _check_params(self) -> tuple[float, float] | None:
-        if self.method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}.")
-        for name in ("n_projections", "max_exact_points"):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.normalize, bool | np.bool_):
-            raise TypeError(f"normalize must be a bool, got {self.normalize!r}.")
+        """What the constraints leave open: ``n_jobs != 0`` and the spacing's values."""
         check_n_jobs(self.n_jobs)
         return None if self.spacing is None else check_spacing(self.spacing, ndim=2)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> GeoWassersteinFeatures:
         """Check the parameters and the table; nothing numeric is learned.
 
@@ -380,6 +414,8 @@ default="paper"
             A DataFrame indexed like ``X`` under ``set_output(transform="pandas")``.
         """
         check_is_fitted(self, "statistics_")
+        # Parameters may have been set since fit.
+        self._validate_params()
         spacing = self._check_params()
         geoms = _geometries(X, type(self).__name__)
         validate_data(self, X, skip_check_array=True, reset=False)
@@ -542,18 +578,37 @@ class OverlapTopologyFeatures(TransformerMixin, BaseEstimator):
     ``topo_class``, ``topo_monotonic``, ``topo_r2_normalized`` (only when ``normalize``),
     ``gap_overlap_frac`` (shared pixels of A's last and B's first non-empty layer over the
     smaller area) and ``gap_area_ratio`` (smaller over larger of those two areas).
+
+    ``X`` is a candidate table, not a numeric array (the estimator tags say
+    ``two_d_array=False``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_overseg import AxialGapScreener, OverlapTopologyFeatures
+    >>> vol = np.zeros((7, 8, 8), dtype=np.uint16)
+    >>> vol[1:3, 2:6, 2:6] = 1
+    >>> vol[0, 3:5, 3:5] = 1      # a tapered top
+    >>> vol[4:, 3:7, 2:6] = 2     # shifted by one row, after a blank layer
+    >>> table = AxialGapScreener().screen(vol)
+    >>> topo = OverlapTopologyFeatures().set_output(transform="pandas").fit_transform(table)
+    >>> topo[["topo_r2", "topo_class", "topo_monotonic", "gap_overlap_frac"]].round(3)
+                 topo_r2  topo_class  topo_monotonic  gap_overlap_frac
+    candidate
+    0:1-2:axial    0.395         1.0             0.0              0.75
     """
 
-    def __init__(self, normalize: bool = True, min_points: int = 3) -> None:
+    _parameter_constraints: ClassVar[dict] = {
+        "normalize": ["boolean"],
+        "min_points": [Interval(Integral, 3, None, closed="left")],
+    }
+
+    def __init__(self, *, normalize: bool = True, min_points: int = 3) -> None:
         self.normalize = normalize
         self.min_points = min_points
 
-    def _check_params(self) -> None:
-        if not isinstance(self.normalize, bool | np.bool_):
-            raise TypeError(f"normalize must be a bool, got {self.normalize!r}.")
-        mp = self.min_points
-        if not isinstance(mp, Integral) or isinstance(mp, bool) or mp < 3:
-            raise ValueError(f"min_points must be an integer >= 3, got {mp!r}.")
+    def __sklearn_tags__(self):
+        return _table_tags(super().__sklearn_tags__())
 
     def _raw(self, X: pd.DataFrame) -> np.ndarray:
         geoms = _geometries(X, type(self).__name__)
@@ -566,6 +621,7 @@ class OverlapTopologyFeatures(TransformerMixin, BaseEstimator):
             ]
         )
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> OverlapTopologyFeatures:
         """Learn the per-class mean and standard deviation of ``R²``.
 
@@ -579,7 +635,6 @@ class OverlapTopologyFeatures(TransformerMixin, BaseEstimator):
         -------
         self : OverlapTopologyFeatures
         """
-        self._check_params()
         raw = self._raw(X)
         if raw.shape[0] == 0:
             raise ValueError(
@@ -613,7 +668,8 @@ class OverlapTopologyFeatures(TransformerMixin, BaseEstimator):
             A DataFrame indexed like ``X`` under ``set_output(transform="pandas")``.
         """
         check_is_fitted(self, "class_mean_")
-        self._check_params()
+        # Parameters may have been set since fit.
+        self._validate_params()
         raw = self._raw(X)
         validate_data(self, X, skip_check_array=True, reset=False)
         if not self.normalize:

@@ -26,13 +26,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import effective_n_jobs
 from .candidates import PairGeometry
 from .cells import CellIndex
+from .features import _table_tags
 from .screening import BaseScreener, build_table
 
 __all__ = ["LateralFeatures", "LateralScreener", "lateral_pairs"]
@@ -186,6 +187,7 @@ class LateralScreener(BaseScreener):
 
     def __init__(
         self,
+        *,
         max_shared_layers: int = 1,
         max_distance: int = 1,
         context_layers: int = 2,
@@ -357,7 +359,14 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     n_features_in_ : int
+        Number of columns of the table seen in :meth:`fit`.
     feature_names_in_ : ndarray of str
+        Column names of the table seen in :meth:`fit`.
+
+    Notes
+    -----
+    ``X`` is a candidate table, not a numeric array (the estimator tags say
+    ``two_d_array=False``).
 
     Examples
     --------
@@ -374,17 +383,26 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {"n_jobs": [Integral, None]}
 
-    def __init__(self, n_jobs: int | None = None) -> None:
+    def __init__(self, *, n_jobs: int | None = None) -> None:
         self.n_jobs = n_jobs
 
+    def __sklearn_tags__(self):
+        return _table_tags(super().__sklearn_tags__())
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> LateralFeatures:
         """Check the table; nothing is learned.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Candidate table with ``geometry`` and ``contact_px`` columns.
+        y : ignored
 
         Returns
         -------
         self
         """
-        self._validate_params()
         _check_lateral_table(X)
         self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
@@ -415,10 +433,15 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns.
 
+        Parameters
+        ----------
+        input_features : ignored
+
         Returns
         -------
         names : ndarray of str
         """
+        check_is_fitted(self, "n_features_in_")
         return np.asarray(LATERAL_FEATURES, dtype=object)
 
 

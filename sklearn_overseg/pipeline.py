@@ -12,15 +12,21 @@ gap length through. Both can be dropped to recover the paper's feature set.
 
 from __future__ import annotations
 
+from numbers import Integral
+
+import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import VotingClassifier
 from sklearn.pipeline import Pipeline
 
+from ._table_estimators import request_sample_weight
 from .classifier import OversegMLPClassifier
 from .context import CONTEXT_COLUMNS, CellContextFeatures
 from .features import GeoWassersteinFeatures, OverlapTopologyFeatures
 
 __all__ = ["make_default_pipeline", "make_features", "make_lateral_pipeline"]
+
+_SEED_MAX = np.iinfo(np.int32).max
 
 
 def make_features(
@@ -75,13 +81,25 @@ def make_features(
 
 
 def _default_classifier(n_ensemble: int, random_state):
-    if not isinstance(n_ensemble, int) or n_ensemble < 1:
+    if isinstance(n_ensemble, bool) or not isinstance(n_ensemble, Integral) or n_ensemble < 1:
         raise ValueError(f"n_ensemble must be a positive integer, got {n_ensemble!r}.")
+    n_ensemble = int(n_ensemble)
     if n_ensemble == 1:
         return OversegMLPClassifier(random_state=random_state)
-    seed = 0 if random_state is None else int(random_state)
-    members = [(f"mlp{i}", OversegMLPClassifier(random_state=seed + i)) for i in range(n_ensemble)]
+    # No seed asked for: every member draws fresh randomness.
+    seeds = [None if random_state is None else random_state + i for i in range(n_ensemble)]
+    members = [(f"mlp{i}", OversegMLPClassifier(random_state=s)) for i, s in enumerate(seeds)]
     return VotingClassifier(members, voting="soft")
+
+
+def _check_random_state_param(random_state):
+    if random_state is None or isinstance(random_state, np.random.RandomState):
+        return random_state
+    if isinstance(random_state, bool) or not isinstance(random_state, Integral):
+        raise TypeError(
+            f"random_state must be None, an int or a numpy RandomState, got {random_state!r}."
+        )
+    return int(random_state)
 
 
 def make_default_pipeline(
@@ -105,17 +123,37 @@ def make_default_pipeline(
         trained from different seeds (soft :class:`~sklearn.ensemble.VotingClassifier`).
         Measured on held-out plant tissue at 4:1:1, single MLPs reached pair F1 0.957 and
         0.970 depending on the seed; five averaged reached 0.978.
-    statistics, normalize, n_jobs, random_state
+    random_state : int, RandomState instance or None, default=None
+        Seeds the features and the default classifier. An int ``s`` gives the MLPs of
+        an ensemble the seeds ``s, s + 1, ...``; a ``RandomState`` is drawn from once,
+        here, for such an int, so two pipelines made from equally seeded
+        ``RandomState`` objects fit identically; None leaves every part unseeded
+        (fresh randomness in each fit).
+    statistics, normalize, n_jobs
         Passed to :func:`make_features`.
 
     Returns
     -------
     pipeline : Pipeline
         Steps ``features`` and ``clf``.
+
+    Notes
+    -----
+    With metadata routing enabled (``sklearn.set_config(enable_metadata_routing=True)``),
+    the default classifier requests ``sample_weight`` in ``fit``, so that
+    ``pipeline.fit(table, y, sample_weight=w)`` (and the meta-estimators building this
+    pipeline for you) weigh the rows. A ``classifier`` you give keeps its own requests.
+    Without routing, pass ``clf__sample_weight=w``.
     """
-    if classifier is None:
+    random_state = _check_random_state_param(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        # An integer seed fixed now: a RandomState held by the parts would be consumed
+        # by every call, so features computed in fit and in predict would differ.
+        random_state = int(random_state.randint(_SEED_MAX))
+    given = classifier is not None
+    if not given:
         classifier = _default_classifier(n_ensemble, random_state)
-    return Pipeline(
+    pipeline = Pipeline(
         [
             (
                 "features",
@@ -129,11 +167,10 @@ def make_default_pipeline(
             ("clf", classifier),
         ]
     )
+    return pipeline if given else request_sample_weight(pipeline)
 
 
-def make_lateral_pipeline(
-    classifier=None, *, n_ensemble: int = 1, random_state=None
-) -> Pipeline:
+def make_lateral_pipeline(classifier=None, *, n_ensemble: int = 1, random_state=None) -> Pipeline:
     """Features of lateral candidates (pieces sharing a layer) followed by a classifier.
 
     Parameters
@@ -145,14 +182,24 @@ def make_lateral_pipeline(
         as gradient boosting did (0.984), and unlike boosting it is saved without pickle.
     n_ensemble : int, default=1
         With the default classifier, average this many MLPs from different seeds.
-    random_state : int, RandomState or None
-        Seed of the default classifier.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the default classifier, as in :func:`make_default_pipeline`: an int
+        ``s`` gives the MLPs of an ensemble the seeds ``s, s + 1, ...``; a
+        ``RandomState`` is drawn from once, here, for such an int; None leaves the
+        MLPs unseeded.
 
     Returns
     -------
     pipeline : Pipeline
         Steps ``features`` (:class:`~sklearn_overseg.lateral.LateralFeatures`),
         ``scale`` (only with the default classifier) and ``clf``.
+
+    Notes
+    -----
+    With metadata routing enabled, the default classifier requests ``sample_weight``
+    in ``fit`` (the scaler does not: feature steps are unweighted, as without
+    routing); a ``classifier`` you give keeps its own requests. Without routing, pass
+    ``clf__sample_weight=w``.
 
     Examples
     --------
@@ -164,12 +211,16 @@ def make_lateral_pipeline(
 
     from .lateral import LateralFeatures
 
+    random_state = _check_random_state_param(random_state)
     if classifier is not None:
         return Pipeline([("features", LateralFeatures()), ("clf", classifier)])
-    return Pipeline(
+    if isinstance(random_state, np.random.RandomState):
+        random_state = int(random_state.randint(_SEED_MAX))
+    pipeline = Pipeline(
         [
             ("features", LateralFeatures()),
             ("scale", StandardScaler()),
             ("clf", _default_classifier(n_ensemble, random_state)),
         ]
     )
+    return request_sample_weight(pipeline)

@@ -20,11 +20,12 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 
 from ._validation import check_label_volume, check_n_jobs, check_spacing, effective_n_jobs
 from .candidates import (
+    CANDIDATE_COLUMNS,
     PairGeometry,
     candidate_ids,
     concat_tables,
@@ -308,17 +309,34 @@ def _axial_geometry(
     )
 
 
-class BaseScreener(BaseEstimator):
+class BaseScreener(TransformerMixin, BaseEstimator):
     """What every screener shares: parameter checks, the door to a volume, many volumes.
 
-    Subclasses implement :meth:`screen` and call :meth:`_prepare` first.
+    Subclasses implement :meth:`screen` and call :meth:`_prepare` first. A screener's
+    samples are 3D label volumes and its output is a candidate table, which its tags
+    say (``three_d_array``, not ``two_d_array``); it learns nothing, so it needs no fit.
     """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.requires_fit = False
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = []  # the output is a candidate table
+        return tags
 
     def _check_params(self) -> None:
         self._validate_params()
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Check the parameters; screening learns nothing.
+
+        Parameters
+        ----------
+        X : ignored
+        y : ignored
 
         Returns
         -------
@@ -326,6 +344,20 @@ class BaseScreener(BaseEstimator):
         """
         self._check_params()
         return self
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Columns of the candidate table :meth:`transform` returns.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Volumes have no feature names.
+
+        Returns
+        -------
+        names : ndarray of str
+        """
+        return np.asarray(CANDIDATE_COLUMNS, dtype=object)
 
     def _prepare(self, volume, spacing, index: CellIndex | None):
         """Validated parameters, the volume's index and the voxel spacing to use."""
@@ -343,7 +375,7 @@ class BaseScreener(BaseEstimator):
         default = getattr(self, "spacing", None)
         return index, check_spacing(spacing if spacing is not None else default)
 
-    def transform(self, X, y=None) -> pd.DataFrame:
+    def transform(self, X) -> pd.DataFrame:
         """Screen a list of volumes; volume ids are their positions ``"0"``, ``"1"``, ...
 
         Parameters
@@ -411,6 +443,7 @@ class AxialGapScreener(BaseScreener):
 
     def __init__(
         self,
+        *,
         min_gap: int = 0,
         max_gap: int = 1,
         min_overlap: int = 1,

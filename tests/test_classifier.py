@@ -15,7 +15,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_overseg import classifier as classifier_module
 from sklearn_overseg._modules import OversegMLPModule
@@ -47,9 +46,7 @@ def frame(data):
 
 
 # ----------------------------------------------------------------------------- sklearn API
-@parametrize_with_checks([OversegMLPClassifier(max_epochs=20, lr=1e-2, random_state=0)])
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
+# scikit-learn's generic checks: tests/test_estimator_checks.py
 
 
 def test_tags_binary_only():
