@@ -396,11 +396,12 @@ def test_numpy_inference_equals_torch_on_real_candidates():
     from sklearn_overseg.pretrained import load_pretrained
 
     corrector = load_pretrained()
-    members = corrector.classifier_.named_steps["clf"].estimators_
+    axial = corrector.classifier_.estimators_["axial"]
+    members = axial.named_steps["clf"].estimators_
     # Loaded models predict without building the skorch net (no torch import needed).
     assert all("net_" not in vars(mlp) for mlp in members)
     table = corrector.screener_.screen(load_demo().labels)
-    X = corrector.classifier_[:-1].transform(table)
+    X = axial[:-1].transform(table[table["kind"] == "axial"])
     assert len(X) >= 10
     for mlp in members:
         proba = mlp.predict_proba(X)

@@ -29,12 +29,19 @@ def _pairs(decisions):
 
 
 def test_kinds_have_their_screeners():
-    assert isinstance(load_pretrained().screener_, AxialGapScreener)
+    default = load_pretrained()
+    # The default model screens what per-slice segmentation stitched in z leaves: axial
+    # gaps of up to 3 layers and pieces side by side in a layer, each judged by its model.
+    assert isinstance(default.screener_, CombinedScreener)
+    assert isinstance(default.screener_.axial, AxialGapScreener)
+    assert default.screener_.axial.max_gap >= 3
+    assert default.screener_.contact == "drop"
+    assert sorted(default.classifier_.estimators_) == ["axial", "lateral"]
     assert isinstance(load_pretrained(kind="contact").screener_, ContactScreener)
     both = load_pretrained(kind="both")
     assert isinstance(both.screener_, CombinedScreener)
     assert isinstance(both.classifier_, KindClassifier)
-    assert sorted(both.classifier_.estimators_) == ["axial", "contact"]
+    assert sorted(both.classifier_.estimators_) == ["axial", "contact", "lateral"]
 
 
 def test_both_finds_axial_and_tilted_splits(flawed):
@@ -43,7 +50,7 @@ def test_both_finds_axial_and_tilted_splits(flawed):
     axial_truth = [p for p, f in zip(truth, fl.merges.flaw, strict=True) if f != "tilted"]
     _, axial = load_pretrained().correct(fl.labels)
     corrected, both = load_pretrained(kind="both").correct(fl.labels)
-    assert set(both.kind) == {"axial", "contact"}
+    assert {"axial", "contact"} <= set(both.kind) <= {"axial", "contact", "lateral"}
     # The axial model alone repairs the blanked splits and nothing else (measured:
     # 11 of 11 axial splits, P 1.0); joined with the contact model, tilted cuts too
     # (measured: recall 1.0, precision 0.84 on this volume).
@@ -65,6 +72,6 @@ def test_bad_kind():
 def test_both_keeps_each_models_threshold():
     axial, contact = load_pretrained(), load_pretrained(kind="contact")
     both = load_pretrained(kind="both")
-    assert both.threshold == {"axial": axial.threshold, "contact": contact.threshold}
+    assert both.threshold == {**axial.threshold, "contact": contact.threshold}
     # The contact threshold was chosen by cross-validation on the training tables.
     assert 0.5 < contact.threshold < 1.0
