@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int, default=3)
     parser.add_argument("--stitched-repeats", type=int, default=5)
     parser.add_argument("--max-gap", type=int, default=3)
-    parser.add_argument("--threshold-axial", type=float, default=0.82)
+    parser.add_argument("--threshold-axial", type=float, default=0.6)
     parser.add_argument("--threshold-lateral", type=float, default=0.965)
     args = parser.parse_args()
     volumes = training_volumes(data_folder(parser, args.data))
