@@ -277,6 +277,10 @@ def _solidity(mask: np.ndarray) -> float:
     area = np.count_nonzero(mask)
     if area < 3:
         return 1.0
+    # The hull of the mask's own box: the same pixels, and the hull's cost grows with
+    # the image it is drawn in (the pair's frame is often far larger than one layer).
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     hull = np.count_nonzero(convex_hull_image(mask))
     return area / hull if hull else 1.0
 
