@@ -25,6 +25,7 @@ whether both labels have the same owner.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
@@ -385,7 +386,7 @@ def make_stitched_training_table(
     faults = dict(STITCHED_FAULTS if faults is None else faults)
     if isinstance(volumes, np.ndarray) and volumes.ndim == 3:
         volumes = [volumes]
-    items = volumes.items() if isinstance(volumes, dict) else enumerate(volumes)
+    items = volumes.items() if isinstance(volumes, Mapping) else enumerate(volumes)
     rng = check_random_state(random_state)
     tables, labels = [], []
     for name, gt in items:
