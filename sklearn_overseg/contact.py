@@ -966,11 +966,30 @@ class CombinedScreener(BaseScreener):
         tables = []
         for screener in screeners:
             table = screener.screen(volume, volume_id=volume_id, spacing=spacing, index=index)
-            lo = np.minimum(table["cell_a"], table["cell_b"]).tolist()
-            hi = np.maximum(table["cell_a"], table["cell_b"]).tolist()
-            keys = list(zip(lo, hi, strict=True))
-            if seen:
-                table = table[np.array([k not in seen for k in keys], dtype=bool)]
-            seen.update(keys)
-            tables.append(table)
+            tables.append(table[unseen_pairs(table, seen)])
         return concat_tables(tables)
+
+
+def unseen_pairs(table: pd.DataFrame, seen: set[tuple[int, int]]) -> np.ndarray:
+    """Which rows hold a pair (in either order) not in ``seen``; the table's pairs join it.
+
+    How a pair found by several screeners keeps the row of the first one, both in
+    :meth:`CombinedScreener.screen` and in the corrector, which screens part by part.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Candidate table with ``cell_a`` and ``cell_b``.
+    seen : set of (int, int)
+        Pairs ``(smaller id, larger id)`` listed so far; updated in place.
+
+    Returns
+    -------
+    fresh : ndarray of bool, shape (n_rows,)
+    """
+    lo = np.minimum(table["cell_a"], table["cell_b"]).tolist()
+    hi = np.maximum(table["cell_a"], table["cell_b"]).tolist()
+    keys = list(zip(lo, hi, strict=True))
+    fresh = np.array([key not in seen for key in keys], dtype=bool)
+    seen.update(keys)
+    return fresh

@@ -557,7 +557,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         pair found by several screeners keeps the row of the first.
         """
         from .blockwise import is_lazy
-        from .contact import CombinedScreener
+        from .contact import CombinedScreener, unseen_pairs
 
         screener = self.screener_
         parts = screener._screeners() if isinstance(screener, CombinedScreener) else [screener]
@@ -578,22 +578,13 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
                     )
                 table = self._screen_in_memory(index, volume_id, spacing, part)
                 proba = None
-            if seen and len(table):
-                lo = np.minimum(table["cell_a"], table["cell_b"]).tolist()
-                hi = np.maximum(table["cell_a"], table["cell_b"]).tolist()
-                fresh = np.array([k not in seen for k in zip(lo, hi, strict=True)], dtype=bool)
+            fresh = unseen_pairs(table, seen)
+            if not fresh.all():
                 table = table[fresh]
                 proba = None if proba is None else proba[fresh]
             if proba is None:
                 with self._per_rows(len(table)):
                     proba = self.predict_proba_table(table)
-            seen.update(
-                zip(
-                    np.minimum(table["cell_a"], table["cell_b"]).tolist(),
-                    np.maximum(table["cell_a"], table["cell_b"]).tolist(),
-                    strict=True,
-                )
-            )
             tables.append(table)
             probas.append(proba)
         if len(tables) == 1:
