@@ -28,7 +28,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import effective_n_jobs
 from .candidates import PairGeometry
@@ -408,8 +408,7 @@ class LateralFeatures(TransformerMixin, BaseEstimator):
         self
         """
         _check_lateral_table(X)
-        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
-        self.n_features_in_ = len(self.feature_names_in_)
+        validate_data(self, X, skip_check_array=True, reset=True)
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
