@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import assert_one_line_error, run
 
 from sklearn_overseg.cli import main
 from sklearn_overseg.corrector import DECISION_COLUMNS, SegmentationCorrector
@@ -32,25 +33,6 @@ needs_shipped_model = pytest.mark.skipif(
     not SHIPPED.is_file(),
     reason=f"the shipped model is not there yet ({SHIPPED} missing)",
 )
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """Run ``overseg argv``; argparse errors (SystemExit) count as their exit code."""
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str, *fragments: str) -> None:
-    assert err.startswith("overseg: error: "), err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import assert_one_line_error, run
 
 from sklearn_overseg import __version__
 from sklearn_overseg import _cli_commands as commands
-from sklearn_overseg.cli import build_parser, main
+from sklearn_overseg.cli import build_parser
 from sklearn_overseg.datasets import make_tissue
 from sklearn_overseg.flaws import synthesize_flaws
 from sklearn_overseg.io import load_volume, save_volume
@@ -30,22 +31,6 @@ needs_shipped_model = pytest.mark.skipif(
     not (PRETRAINED_DIR / "config.json").is_file(), reason="the shipped model is not there"
 )
 HEAVY = ("numpy", "scipy", "sklearn", "pandas", "torch", "skorch", "ot", "tifffile")
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str, *fragments: str) -> None:
-    assert err.startswith("overseg: error: ") and err.count("\n") == 1, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
 
 
 def _per_layer(gt: np.ndarray, seed: int = 0) -> np.ndarray:
