@@ -633,9 +633,8 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         n_tasks = -(-int(n_rows) // MIN_ROWS_PER_WORKER)
         return parallel_config(n_jobs=effective_n_jobs(self.n_jobs, n_tasks))
 
-    def _screen_in_memory(self, index, volume_id, spacing, screener=None) -> pd.DataFrame:
+    def _screen_in_memory(self, index, volume_id, spacing, screener) -> pd.DataFrame:
         """A screener's full table (with masks), the indexed volume loaded if lazy."""
-        screener = self.screener_ if screener is None else screener
         dense = read_region(index.volume)
         # The index describes the same voxels: only where they are read from changes.
         index = index if dense is index.volume else dataclasses.replace(index, volume=dense)
