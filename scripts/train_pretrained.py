@@ -15,12 +15,12 @@ The recipe (also in ``docs/model_card.md``):
 - native anisotropy and every 4th layer (all four phases), each also upside down;
   three flaw draws per volume (one relabel without a blank layer, two blanked layers),
   hard negatives from blanked stacked-cell interfaces (the paper's flaw);
-- five stitched draws per volume at native z and at z/4: per-layer 2D masks with lost
+- ten stitched draws per volume at native z and at z/4: per-layer 2D masks with lost
   tips (10-60 px), missed masks (0-10 %), boundaries off by a pixel (0-50 %) and cut
   cross-sections (0-5 %), linked by IoU (0.1-0.5), candidates labelled by majority
   overlap (:func:`sklearn_overseg.stitched_flaws.make_stitched_training_table`);
 - screening: axial gaps of 0-3 layers and pieces that share a layer (lateral), touching
-  or one pixel apart in-plane;
+  or one pixel apart in-plane, or one in the other's footprint;
 - axial features: Geo-Wasserstein (paper statistics), overlap topology, cell context,
   gap; lateral features: :class:`sklearn_overseg.lateral.LateralFeatures`;
 - classifiers: per kind, a soft vote of paper MLPs (128-64-32, dropout 0.3) with seeds
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("sklearn_overseg/models/default"))
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--ensemble", type=int, default=3)
-    parser.add_argument("--stitched-repeats", type=int, default=5)
+    parser.add_argument("--stitched-repeats", type=int, default=10)
     parser.add_argument("--max-gap", type=int, default=3)
     parser.add_argument("--threshold-axial", type=float, default=0.6)
     parser.add_argument("--threshold-lateral", type=float, default=0.965)
@@ -86,7 +86,7 @@ def main() -> None:
         screener=CombinedScreener(
             axial=AxialGapScreener(max_gap=args.max_gap),
             contact="drop",
-            lateral=LateralScreener(max_distance=2),
+            lateral=LateralScreener(max_distance=2, footprint=True),
         ),
         classifier=KindClassifier(
             axial=make_default_pipeline(n_ensemble=args.ensemble, random_state=0),

@@ -141,7 +141,7 @@ def _screener(kind: str, max_gap: int | None):
     from .screening import AxialGapScreener
 
     max_gap = 3 if max_gap is None else max_gap
-    lateral = LateralScreener(max_distance=2)
+    lateral = LateralScreener(max_distance=2, footprint=True)
     if kind == "axial":
         return CombinedScreener(
             axial=AxialGapScreener(max_gap=max_gap), contact="drop", lateral=lateral

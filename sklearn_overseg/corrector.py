@@ -176,6 +176,12 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         Merge pairs whose probability of being one cell exceeds this (so ``1.0`` merges
         nothing and ``0.0`` everything with a non-zero probability). A dict gives one
         threshold per candidate kind, e.g. ``{"axial": 0.5, "contact": 0.93}``.
+    sibling_threshold : float or None, default=0.7
+        Each cell is merged with at most one partner below and one above (the most
+        probable), except that a second partner on the same side is merged too when the
+        two partners are a ``"lateral"`` candidate at least this probable: the pieces of
+        one cross-section cut in two, both continuing the cell. It needs a screener that
+        lists lateral pairs; ``None`` keeps one partner per side.
     interpolation : {"ot", "sdf", "none"}, default="ot"
         How the missing layers of a merged axial pair are filled.
     only_background : bool, default=True
@@ -246,6 +252,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         "screener": [None, HasMethods(["screen"])],
         "classifier": [None, HasMethods(["fit", "predict_proba"])],
         "threshold": [Interval(Real, 0, 1, closed="both"), _KindThresholds()],
+        "sibling_threshold": [Interval(Real, 0, 1, closed="both"), None],
         "interpolation": [StrOptions({"ot", "sdf", "none"})],
         "only_background": ["boolean"],
         "split_fraction": [Interval(Real, 0, 1, closed="both")],
@@ -265,6 +272,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         screener=None,
         classifier=None,
         threshold: float = 0.5,
+        sibling_threshold: float | None = 0.7,
         interpolation: str = "ot",
         only_background: bool = True,
         split_fraction: float = 0.3,
@@ -280,6 +288,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         self.screener = screener
         self.classifier = classifier
         self.threshold = threshold
+        self.sibling_threshold = sibling_threshold
         self.interpolation = interpolation
         self.only_background = only_background
         self.split_fraction = split_fraction
@@ -749,26 +758,43 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
             raise ValueError(f"threshold has no value for candidate kind(s) {missing}.")
         return np.array([float(self.threshold[k]) for k in kinds])
 
-    @staticmethod
-    def _one_to_one(table, proba, accepted, reason) -> np.ndarray:
-        """Keep, among accepted pairs, at most one partner below A and one above B."""
+    def _one_to_one(self, table, proba, accepted, reason) -> np.ndarray:
+        """Keep, among accepted pairs, at most one partner below A and one above B.
+
+        Except for siblings: a second partner on the same side is kept when it and a
+        partner kept already are a lateral candidate at least ``sibling_threshold``
+        probable, i.e. two pieces of one cross-section that both continue the cell.
+        """
         chosen = np.zeros(len(table), dtype=bool)
-        used_down: set[tuple[int, str]] = set()
-        used_up: set[tuple[int, str]] = set()
+        partners: dict[tuple[int, str, str], list[int]] = {}
         kinds = table["kind"].to_numpy()
         cell_a = table["cell_a"].to_numpy()
         cell_b = table["cell_b"].to_numpy()
+        siblings = self._sibling_pairs(kinds, cell_a, cell_b, proba)
         for i in np.argsort(-proba, kind="stable"):
             if not accepted[i]:
                 continue
-            down, up = (int(cell_a[i]), kinds[i]), (int(cell_b[i]), kinds[i])
-            if kinds[i] == "axial" and (down in used_down or up in used_up):
+            a, b = int(cell_a[i]), int(cell_b[i])
+            down, up = (a, kinds[i], "down"), (b, kinds[i], "up")
+            if kinds[i] == "axial" and not (
+                _joins_siblings(partners.get(down, ()), b, siblings)
+                and _joins_siblings(partners.get(up, ()), a, siblings)
+            ):
                 reason[i] = "a more probable partner was merged"
                 continue
-            used_down.add(down)
-            used_up.add(up)
+            partners.setdefault(down, []).append(b)
+            partners.setdefault(up, []).append(a)
             chosen[i] = True
         return chosen
+
+    def _sibling_pairs(self, kinds, cell_a, cell_b, proba) -> set[tuple[int, int]]:
+        """Lateral candidates (smaller id first) at least ``sibling_threshold`` probable."""
+        if self.sibling_threshold is None:
+            return set()
+        keep = (kinds == "lateral") & (proba >= self.sibling_threshold)
+        lo = np.minimum(cell_a[keep], cell_b[keep]).tolist()
+        hi = np.maximum(cell_a[keep], cell_b[keep]).tolist()
+        return set(zip(lo, hi, strict=True))
 
     def _group_geometry(self, row, root_a, root_b, bbox_a, bbox_b, canvas, spacing):
         y0, y1, x0, x1 = _union_frame(bbox_a, bbox_b)
@@ -835,6 +861,11 @@ def _union_frame(bbox_a, bbox_b) -> tuple[int, int, int, int]:
         int(min(bbox_a[4], bbox_b[4])),
         int(max(bbox_a[5], bbox_b[5])),
     )
+
+
+def _joins_siblings(kept, cell: int, siblings: set[tuple[int, int]]) -> bool:
+    """True when nothing is ``kept`` on this side, or ``cell`` is a sibling of one kept."""
+    return not kept or any((min(k, cell), max(k, cell)) in siblings for k in kept)
 
 
 def _check_out(out, volume) -> None:

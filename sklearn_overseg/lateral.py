@@ -63,7 +63,11 @@ def _shifted_pairs(volume, dy: int, dx: int):
 
 
 def lateral_pairs(
-    index: CellIndex, *, max_shared_layers: int = 1, max_distance: int = 1
+    index: CellIndex,
+    *,
+    max_shared_layers: int = 1,
+    max_distance: int = 1,
+    footprint: bool = False,
 ) -> pd.DataFrame:
     """Pairs of cells that touch in-plane and share at most ``max_shared_layers`` layers.
 
@@ -94,14 +98,28 @@ def lateral_pairs(
             pa = index.positions(first[touch]).astype(np.int64)
             pb = index.positions(second[touch]).astype(np.int64)
             keys.append(np.minimum(pa, pb) * _KEY + np.maximum(pa, pb))
-    if not keys:
+    uniq, counts = np.unique(np.concatenate(keys or [np.zeros(0, np.int64)]), return_counts=True)
+    overlaps = counts
+    if footprint and volume.shape[0] > 1:
+        first, second = volume[:-1], volume[1:]
+        stacked = (first != second) & (first != 0) & (second != 0)
+        pa = index.positions(first[stacked]).astype(np.int64)
+        pb = index.positions(second[stacked]).astype(np.int64)
+        below, n_below = np.unique(
+            np.minimum(pa, pb) * _KEY + np.maximum(pa, pb), return_counts=True
+        )
+        only_below = ~np.isin(below, uniq)
+        uniq = np.concatenate([uniq, below[only_below]])
+        counts = np.concatenate([counts, np.zeros(int(only_below.sum()), dtype=counts.dtype)])
+        overlaps = np.concatenate([overlaps, n_below[only_below]])
+    if uniq.size == 0:
         return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
-    uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
     p, q = uniq // _KEY, uniq % _KEY
     z_first, z_last = index.z_first.astype(np.int64), index.z_last.astype(np.int64)
     shared = np.minimum(z_last[p], z_last[q]) - np.maximum(z_first[p], z_first[q]) + 1
-    keep = shared <= max_shared_layers
-    p, q, counts = p[keep], q[keep], counts[keep]
+    # Pairs found above/below only and sharing no layer are axial pairs, not lateral.
+    keep = (shared <= max_shared_layers) & (shared >= 1)
+    p, q, counts, overlaps = p[keep], q[keep], counts[keep], overlaps[keep]
     height = z_last - z_first
     # A starts higher; then the taller one; then the smaller id (p < q already).
     swap = (z_first[q] < z_first[p]) | ((z_first[q] == z_first[p]) & (height[q] > height[p]))
@@ -111,7 +129,7 @@ def lateral_pairs(
             "pos_a": pos_a,
             "pos_b": pos_b,
             "gap": np.zeros(len(pos_a), dtype=np.int64),
-            "overlap_px": counts.astype(np.int64),
+            "overlap_px": overlaps.astype(np.int64),
             "contact_px": counts.astype(np.int64),
         }
     )
@@ -159,6 +177,9 @@ class LateralScreener(BaseScreener):
         :func:`lateral_pairs`).
     context_layers : int, default=2
         Layers kept above and below the shared ones in each row's geometry.
+    footprint : bool, default=False
+        Also list pieces that share a layer without touching in it when one lies in
+        the other's footprint (directly above or below it; see :func:`lateral_pairs`).
     spacing : tuple of float, optional
         Voxel size (z, y, x) stored in the geometry.
     n_jobs : int, optional
@@ -179,6 +200,7 @@ class LateralScreener(BaseScreener):
         "max_shared_layers": [Interval(Integral, 1, None, closed="left")],
         "max_distance": [Interval(Integral, 1, None, closed="left")],
         "context_layers": [Interval(Integral, 1, None, closed="left")],
+        "footprint": ["boolean"],
         "spacing": ["array-like", None],
         "n_jobs": [Integral, None],
     }
@@ -191,12 +213,14 @@ class LateralScreener(BaseScreener):
         max_shared_layers: int = 1,
         max_distance: int = 1,
         context_layers: int = 2,
+        footprint: bool = False,
         spacing=None,
         n_jobs: int | None = None,
     ) -> None:
         self.max_shared_layers = max_shared_layers
         self.max_distance = max_distance
         self.context_layers = context_layers
+        self.footprint = footprint
         self.spacing = spacing
         self.n_jobs = n_jobs
 
@@ -227,7 +251,10 @@ class LateralScreener(BaseScreener):
         if not isinstance(index.volume, np.ndarray):
             index = dataclasses.replace(index, volume=np.asarray(index.volume))
         pairs = lateral_pairs(
-            index, max_shared_layers=self.max_shared_layers, max_distance=self.max_distance
+            index,
+            max_shared_layers=self.max_shared_layers,
+            max_distance=self.max_distance,
+            footprint=self.footprint,
         )
         return build_table(
             index,

@@ -335,7 +335,8 @@ def make_stitched_training_table(
     screener : screener, optional
         Anything with ``screen(volume, volume_id=..., spacing=...)``; defaults to
         ``CombinedScreener(axial=AxialGapScreener(max_gap=3), contact="drop",
-        lateral=LateralScreener(max_distance=2))``, the screening of the shipped model.
+        lateral=LateralScreener(max_distance=2, footprint=True))``, the screening of the
+        shipped model.
     n_repeats : int, default=2
         Draws per volume and subsampling factor.
     z_subsample : sequence of int, default=(1,)
@@ -379,7 +380,7 @@ def make_stitched_training_table(
         screener = CombinedScreener(
             axial=AxialGapScreener(max_gap=3),
             contact="drop",
-            lateral=LateralScreener(max_distance=2),
+            lateral=LateralScreener(max_distance=2, footprint=True),
         )
     if spacing is not None:
         spacing = check_spacing(spacing)

@@ -16,11 +16,14 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
+from sklearn_overseg.contact import CombinedScreener
 from sklearn_overseg.corrector import DECISION_COLUMNS, SegmentationCorrector
 from sklearn_overseg.datasets import make_tissue
 from sklearn_overseg.flaws import synthesize_flaws
+from sklearn_overseg.lateral import LateralScreener
 from sklearn_overseg.metrics import mean_average_precision
 from sklearn_overseg.pipeline import make_default_pipeline
+from sklearn_overseg.screening import AxialGapScreener
 
 # --------------------------------------------------------------------------- judges
 
@@ -212,6 +215,45 @@ def test_one_to_one_keeps_the_most_probable_partner():
     assert rows.loc[(1, 2), "reason"] == "a more probable partner was merged"
     assert set(np.unique(corrected)) == {0, 1, 2}
     assert (corrected[5:9, 2:8, 5:8] == 1).all() and (corrected[5:9, 2:8, 2:5] == 2).all()
+
+
+def _cut_below():
+    """A (z0-3) over B1 (z5-8, left half) and B2 (z5, right half): B's cut top layer."""
+    vol = np.zeros((9, 10, 10), dtype=np.uint16)
+    vol[0:4, 2:8, 2:8] = 1
+    vol[5:9, 2:8, 2:5] = 2
+    vol[6:9, 2:8, 5:8] = 2
+    vol[5, 2:8, 5:8] = 3
+    gt = vol.copy()
+    gt[vol == 2] = 1  # 3 a cell of its own here, so that the judge's training sees both classes
+    return vol, gt
+
+
+@pytest.mark.parametrize(
+    ("sibling_threshold", "lateral_probability", "joined"),
+    [(0.7, 0.8, True), (0.7, 0.6, False), (None, 0.8, False)],
+)
+def test_siblings_below_a_cell_are_both_merged(sibling_threshold, lateral_probability, joined):
+    vol, gt = _cut_below()
+    screener = CombinedScreener(
+        axial=AxialGapScreener(max_gap=1), contact="drop", lateral=LateralScreener()
+    )
+    # The lateral pair alone is below its own threshold: only the sibling rule joins 3.
+    probs = {(1, 2): 0.95, (1, 3): 0.9, (2, 3): lateral_probability}
+    corrector = SegmentationCorrector(
+        screener=screener,
+        classifier=FixedJudge(probs),
+        threshold={"axial": 0.5, "lateral": 0.97},
+        sibling_threshold=sibling_threshold,
+        interpolation="none",
+    ).fit([vol], [gt])
+    corrected, decisions = corrector.correct(vol)
+    rows = decisions.set_index(["cell_a", "cell_b", "kind"])
+    assert rows.loc[(1, 2, "axial"), "merged"]
+    assert rows.loc[(2, 3, "lateral"), "reason"] == "below threshold"
+    assert rows.loc[(1, 3, "axial"), "merged"] == joined
+    expected = {0, 1} if joined else {0, 1, 3}
+    assert set(np.unique(corrected)) == expected
 
 
 def _gap_with_neighbour():

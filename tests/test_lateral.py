@@ -93,6 +93,28 @@ def test_lateral_pairs_ignore_axial_and_diagonal_contacts():
     assert len(empty) == 0 and list(empty.columns)[:2] == ["pos_a", "pos_b"]
 
 
+def test_lateral_pairs_footprint_pairs_pieces_that_do_not_touch_in_their_layer():
+    vol = np.zeros((6, 8, 12), dtype=np.uint8)
+    vol[0:6, 1:7, 1:5] = 1  # a cell, 6 layers tall
+    vol[2, 1:7, 7:11] = 2  # one layer of it cut off, 2 px away: too far to touch
+    vol[1, 1:7, 5:11] = 1  # ...but the cell reaches over it in the layer above
+    vol[3:6, 1:7, 8] = 3  # right under 2, sharing no layer with it: an axial pair
+    index = CellIndex.from_volume(vol)
+    assert len(lateral_pairs(index, max_distance=2)) == 0
+    pairs = lateral_pairs(index, max_distance=2, footprint=True)
+    labels = index.labels
+    found = [(labels[a], labels[b]) for a, b in zip(pairs["pos_a"], pairs["pos_b"], strict=True)]
+    assert found == [(1, 2)]
+    # No in-plane contact; overlap is 2's voxels right under 1's (6 rows x 4 cols).
+    assert pairs["contact_px"].tolist() == [0] and pairs["overlap_px"].tolist() == [24]
+    # A pair that touches in-plane keeps its in-plane counts when footprint is on.
+    vol[2, 1:7, 5:7] = 2
+    touching = lateral_pairs(CellIndex.from_volume(vol), footprint=True)
+    assert touching["contact_px"].tolist() == [6] == touching["overlap_px"].tolist()
+    table = LateralScreener(footprint=True).screen(vol)
+    assert table[["cell_a", "cell_b"]].values.tolist() == [[1, 2]]
+
+
 # ------------------------------------------------------------------ LateralScreener
 
 
