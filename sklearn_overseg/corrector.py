@@ -30,10 +30,19 @@ from joblib import parallel_config
 from sklearn import get_config
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from ._merge_rules import (
+    KindThresholds,
+    MergeGroups,
+    check_probabilities,
+    check_threshold,
+    kind_thresholds,
+    one_to_one,
+    union_frame,
+)
 from ._progress import stage
 from ._table_estimators import check_takes_table, fit_with_sample_weight
 from ._validation import (
@@ -68,73 +77,6 @@ DECISION_COLUMNS = (
     "merged_into",
     "filled_voxels",
 )
-
-
-class _Groups:
-    """Union-find over cell ids that also tracks each group's bounding box."""
-
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-        self.bbox: dict[int, np.ndarray] = {}
-
-    def find(self, label: int) -> int:
-        root = label
-        while self.parent.get(root, root) != root:
-            root = self.parent[root]
-        while self.parent.get(label, label) != root:
-            self.parent[label], label = root, self.parent[label]
-        return root
-
-    def union(self, root: int, other: int, bbox_root, bbox_other) -> None:
-        self.parent[other] = root
-        lo = np.minimum(bbox_root[0::2], bbox_other[0::2])
-        hi = np.maximum(bbox_root[1::2], bbox_other[1::2])
-        merged = np.empty(6, dtype=np.int64)
-        merged[0::2], merged[1::2] = lo, hi
-        self.bbox[root] = merged
-
-
-def _is_threshold(value) -> bool:
-    # NaN fails both comparisons; a bool is not a probability.
-    return isinstance(value, Real) and not isinstance(value, bool) and 0 <= value <= 1
-
-
-class _KindThresholds(Options):
-    """A non-empty dict of candidate kind (str) to a threshold in [0, 1].
-
-    An ``Options`` only because ``_validate_params`` accepts no other constraint class;
-    the option set is unused.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(dict, set())
-
-    def is_satisfied_by(self, val) -> bool:
-        return (
-            isinstance(val, Mapping)
-            and len(val) > 0
-            and all(isinstance(k, str) and _is_threshold(v) for k, v in val.items())
-        )
-
-    def __str__(self) -> str:
-        return "a non-empty dict of candidate kind (str) to a float in [0, 1]"
-
-
-def _check_threshold(threshold) -> None:
-    """Refuse a bad threshold where it is used (it may be set after fit, or loaded)."""
-    if isinstance(threshold, Mapping):
-        if not threshold:
-            raise ValueError("threshold is an empty dict: give one value per candidate kind.")
-        for kind, value in threshold.items():
-            if not isinstance(kind, str):
-                raise ValueError(f"threshold keys must be candidate kinds (str), got {kind!r}.")
-            if not _is_threshold(value):
-                raise ValueError(f"threshold[{kind!r}] must be in [0, 1], got {value!r}.")
-    elif not _is_threshold(threshold):
-        raise ValueError(
-            f"threshold must be a float in [0, 1] or a dict of kind to such floats, "
-            f"got {threshold!r}."
-        )
 
 
 def _row_weights(table: pd.DataFrame, volume_weights: np.ndarray) -> np.ndarray:
@@ -251,7 +193,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "screener": [None, HasMethods(["screen"])],
         "classifier": [None, HasMethods(["fit", "predict_proba"])],
-        "threshold": [Interval(Real, 0, 1, closed="both"), _KindThresholds()],
+        "threshold": [Interval(Real, 0, 1, closed="both"), KindThresholds()],
         "sibling_threshold": [Interval(Real, 0, 1, closed="both"), None],
         "interpolation": [StrOptions({"ot", "sdf", "none"})],
         "only_background": ["boolean"],
@@ -529,7 +471,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "classifier_")
         check_n_jobs(self.n_jobs)
         # Before any work: set_params after fit or a loaded model may bring a bad one.
-        _check_threshold(self.threshold)
+        check_threshold(self.threshold)
         volume = check_volume_like(volume)
         _check_out(out, volume)
         if slab_layers is not None:
@@ -654,7 +596,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         from .blockwise import gap_masks, prefill
 
         n = len(table)
-        _check_probabilities(proba, self.classifier_)
+        check_probabilities(proba, self.classifier_)
         rejudged = np.full(n, np.nan)
         merged = np.zeros(n, dtype=bool)
         reason = np.array(["below threshold"] * n, dtype=object)
@@ -663,7 +605,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         if n:
             limits = self._thresholds(table["kind"].to_numpy())
             accepted = proba > limits
-            chosen = self._one_to_one(table, proba, accepted, reason)
+            chosen = one_to_one(table, proba, accepted, reason, self.sibling_threshold)
             kinds = table["kind"].to_numpy()
             cell_a = table["cell_a"].to_numpy()
             cell_b = table["cell_b"].to_numpy()
@@ -687,7 +629,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
                     slab_layers=slab_layers,
                 )
             order = np.lexsort((cell_b, z_a_last))
-            groups = _Groups()
+            groups = MergeGroups()
             for i in order:
                 if not chosen[i]:
                     continue
@@ -724,7 +666,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
                             gap_masks,
                         )
                     if masks is not None:
-                        y0, _, x0, _ = _union_frame(bbox_a, bbox_b)
+                        y0, _, x0, _ = union_frame(bbox_a, bbox_b)
                         filled[i] = canvas.paint(
                             int(z_a_last[i]) + 1, y0, x0, masks, root_a, self.only_background
                         )
@@ -743,61 +685,17 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
 
     def _gap_masks(self, za, zb, root_a, bbox_a, bbox_b, canvas, spacing, gap_masks):
         """Interpolated gap of a pair whose group changed: end masks read from ``canvas``."""
-        frame = _union_frame(bbox_a, bbox_b)
+        frame = union_frame(bbox_a, bbox_b)
         mask_a = canvas.read(za, za + 1, *frame)[0] == root_a
         mask_b = canvas.read(zb, zb + 1, *frame)[0] == root_a
         return gap_masks(mask_a, mask_b, zb - za - 1, self.interpolation, spacing)
 
     def _thresholds(self, kinds: np.ndarray) -> np.ndarray:
         """The threshold of each candidate, by its kind."""
-        _check_threshold(self.threshold)
-        if not isinstance(self.threshold, Mapping):
-            return np.full(len(kinds), float(self.threshold))
-        missing = sorted(set(kinds) - set(self.threshold))
-        if missing:
-            raise ValueError(f"threshold has no value for candidate kind(s) {missing}.")
-        return np.array([float(self.threshold[k]) for k in kinds])
-
-    def _one_to_one(self, table, proba, accepted, reason) -> np.ndarray:
-        """Keep, among accepted pairs, at most one partner below A and one above B.
-
-        Except for siblings: a second partner on the same side is kept when it and a
-        partner kept already are a lateral candidate at least ``sibling_threshold``
-        probable, i.e. two pieces of one cross-section that both continue the cell.
-        """
-        chosen = np.zeros(len(table), dtype=bool)
-        partners: dict[tuple[int, str, str], list[int]] = {}
-        kinds = table["kind"].to_numpy()
-        cell_a = table["cell_a"].to_numpy()
-        cell_b = table["cell_b"].to_numpy()
-        siblings = self._sibling_pairs(kinds, cell_a, cell_b, proba)
-        for i in np.argsort(-proba, kind="stable"):
-            if not accepted[i]:
-                continue
-            a, b = int(cell_a[i]), int(cell_b[i])
-            down, up = (a, kinds[i], "down"), (b, kinds[i], "up")
-            if kinds[i] == "axial" and not (
-                _joins_siblings(partners.get(down, ()), b, siblings)
-                and _joins_siblings(partners.get(up, ()), a, siblings)
-            ):
-                reason[i] = "a more probable partner was merged"
-                continue
-            partners.setdefault(down, []).append(b)
-            partners.setdefault(up, []).append(a)
-            chosen[i] = True
-        return chosen
-
-    def _sibling_pairs(self, kinds, cell_a, cell_b, proba) -> set[tuple[int, int]]:
-        """Lateral candidates (smaller id first) at least ``sibling_threshold`` probable."""
-        if self.sibling_threshold is None:
-            return set()
-        keep = (kinds == "lateral") & (proba >= self.sibling_threshold)
-        lo = np.minimum(cell_a[keep], cell_b[keep]).tolist()
-        hi = np.maximum(cell_a[keep], cell_b[keep]).tolist()
-        return set(zip(lo, hi, strict=True))
+        return kind_thresholds(self.threshold, kinds)
 
     def _group_geometry(self, row, root_a, root_b, bbox_a, bbox_b, canvas, spacing):
-        y0, y1, x0, x1 = _union_frame(bbox_a, bbox_b)
+        y0, y1, x0, x1 = union_frame(bbox_a, bbox_b)
         za0, za1 = int(bbox_a[0]), int(row.z_a_last) + 1
         zb0, zb1 = int(row.z_b_first), int(bbox_b[1])
         return PairGeometry(
@@ -823,7 +721,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         # judging it here.
         with parallel_config(backend="threading", n_jobs=1):
             proba = self.predict_proba_table(one)
-        _check_probabilities(proba, self.classifier_)
+        check_probabilities(proba, self.classifier_)
         return float(proba[0])
 
     def transform(self, X) -> list[np.ndarray]:
@@ -853,21 +751,6 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         return float(np.mean(scores))
 
 
-def _union_frame(bbox_a, bbox_b) -> tuple[int, int, int, int]:
-    """``(y0, y1, x0, x1)`` holding two ``(z0, z1, y0, y1, x0, x1)`` boxes in-plane."""
-    return (
-        int(min(bbox_a[2], bbox_b[2])),
-        int(max(bbox_a[3], bbox_b[3])),
-        int(min(bbox_a[4], bbox_b[4])),
-        int(max(bbox_a[5], bbox_b[5])),
-    )
-
-
-def _joins_siblings(kept, cell: int, siblings: set[tuple[int, int]]) -> bool:
-    """True when nothing is ``kept`` on this side, or ``cell`` is a sibling of one kept."""
-    return not kept or any((min(k, cell), max(k, cell)) in siblings for k in kept)
-
-
 def _check_out(out, volume) -> None:
     if out is None:
         return
@@ -895,18 +778,6 @@ def _check_out(out, volume) -> None:
         raise ValueError("out is read-only.")
     if getattr(out, "read_only", False):
         raise ValueError("out was opened read-only (e.g. zarr mode='r'); open it writable.")
-
-
-def _check_probabilities(proba: np.ndarray, classifier) -> None:
-    """Refuse probabilities a threshold cannot judge (NaN compares False: nothing merged)."""
-    proba = np.asarray(proba, dtype=float)
-    bad = ~np.isfinite(proba) | (proba < 0) | (proba > 1)
-    if bad.any():
-        raise ValueError(
-            f"the classifier ({type(classifier).__name__}) returned {int(bad.sum())} of "
-            f"{proba.size} probabilities that are NaN, infinite or outside [0, 1] (first: "
-            f"{proba[bad][0]!r}); its weights are probably corrupt: retrain or reload it."
-        )
 
 
 def _check_slab_layers(value) -> int:
