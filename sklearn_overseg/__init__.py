@@ -15,6 +15,7 @@ _EXPORTS = {
     "CombinedScreener": "contact",
     "reslice_pair": "contact",
     "CellContextFeatures": "context",
+    "InterfaceFeatures": "interface",
     "KindClassifier": "dispatch",
     "plot_orthogonal_views": "plotting",
     "plot_decision_gallery": "plotting",

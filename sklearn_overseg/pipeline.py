@@ -5,9 +5,11 @@ so each block is a named step that a grid search can replace or ``"drop"``::
 
     GridSearchCV(make_default_pipeline(), {"features__emd": ["drop", GeoWassersteinFeatures()]})
 
-Two blocks go beyond the paper: ``context`` (:mod:`sklearn_overseg.context`: is the merged
-pair truncated, and as tall as one cell or two?) and ``meta``, which passes the screener's
-gap length through. Both can be dropped to recover the paper's feature set.
+Blocks beyond the paper: ``context`` (:mod:`sklearn_overseg.context`: is the merged pair
+truncated, and as tall as one cell or two?) and ``meta``, which passes the screener's gap
+length through; both can be dropped to recover the paper's feature set. ``interface``
+(:mod:`sklearn_overseg.interface`: how much the facing masks overlap) is ``"drop"``
+unless asked for (``make_features(interface=True)`` or ``set_params``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ._table_estimators import request_sample_weight
 from .classifier import OversegMLPClassifier
 from .context import CONTEXT_COLUMNS, CellContextFeatures
 from .features import GeoWassersteinFeatures, OverlapTopologyFeatures
+from .interface import InterfaceFeatures
 
 __all__ = ["make_default_pipeline", "make_features", "make_lateral_pipeline"]
 
@@ -36,10 +39,11 @@ def make_features(
     emd: bool = True,
     topology: bool = True,
     context: bool = True,
+    interface: bool = False,
     n_jobs: int | None = None,
     random_state=None,
 ) -> ColumnTransformer:
-    """The feature block: Geo-Wasserstein, overlap topology and the gap length.
+    """The feature block: Geo-Wasserstein, overlap topology, context, interface, gap length.
 
     Parameters
     ----------
@@ -51,6 +55,11 @@ def make_features(
     emd, topology, context : bool, default=True
         Include each block (Geo-Wasserstein, overlap topology, cell context); a dropped
         block is ``"drop"`` so ``set_params`` can bring it back.
+    interface : bool, default=False
+        Include the interface-overlap block (:class:`~sklearn_overseg.InterfaceFeatures`).
+        Off by default: the shipped model does not use it (with it, stitched volumes
+        got fewer false joins but the paper's flaw at z/4 a lower F1; see
+        ``docs/model_card.md``).
     n_jobs : int, optional
     random_state : int, RandomState or None
 
@@ -68,11 +77,13 @@ def make_features(
     )
     topo_step = OverlapTopologyFeatures() if topology else "drop"
     context_step = CellContextFeatures() if context else "drop"
+    interface_step = InterfaceFeatures() if interface else "drop"
     features = ColumnTransformer(
         [
             ("emd", emd_step, ["geometry"]),
             ("topo", topo_step, ["geometry"]),
             ("context", context_step, ["geometry", *CONTEXT_COLUMNS]),
+            ("interface", interface_step, ["geometry"]),
             ("meta", "passthrough", ["gap"]),
         ],
         verbose_feature_names_out=False,

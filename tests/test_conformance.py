@@ -38,6 +38,7 @@ from sklearn_overseg.context import CellContextFeatures
 from sklearn_overseg.corrector import SegmentationCorrector
 from sklearn_overseg.dispatch import KindClassifier
 from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
+from sklearn_overseg.interface import InterfaceFeatures
 from sklearn_overseg.lateral import LateralFeatures, LateralScreener
 from sklearn_overseg.pipeline import make_default_pipeline, make_features, make_lateral_pipeline
 from sklearn_overseg.screening import AxialGapScreener, BaseScreener
@@ -499,6 +500,7 @@ TABLE_TRANSFORMERS = [
     GeoWassersteinFeatures(),
     OverlapTopologyFeatures(),
     CellContextFeatures(),
+    InterfaceFeatures(),
     LateralFeatures(),
 ]
 

@@ -31,6 +31,7 @@ from sklearn_overseg.context import CellContextFeatures
 from sklearn_overseg.corrector import SegmentationCorrector
 from sklearn_overseg.dispatch import KindClassifier
 from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
+from sklearn_overseg.interface import InterfaceFeatures
 from sklearn_overseg.lateral import LateralFeatures, LateralScreener
 from sklearn_overseg.screening import AxialGapScreener, BaseScreener
 
@@ -58,6 +59,7 @@ ESTIMATORS = [
     GeoWassersteinFeatures(),
     OverlapTopologyFeatures(),
     CellContextFeatures(),
+    InterfaceFeatures(),
     LateralFeatures(),
     KindClassifier(),
     SegmentationCorrector(),

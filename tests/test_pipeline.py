@@ -16,6 +16,7 @@ from sklearn_overseg.classifier import OversegMLPClassifier
 from sklearn_overseg.context import CellContextFeatures
 from sklearn_overseg.datasets import make_tissue
 from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
+from sklearn_overseg.interface import InterfaceFeatures
 from sklearn_overseg.pipeline import make_default_pipeline, make_features
 from sklearn_overseg.synthesis import make_training_table
 
@@ -53,10 +54,12 @@ def test_default_pipeline_structure():
     features = pipe.named_steps["features"]
     assert isinstance(features, ColumnTransformer)
     blocks = {name: (est, cols) for name, est, cols in features.transformers}
-    assert set(blocks) == {"emd", "topo", "context", "meta"}
+    assert set(blocks) == {"emd", "topo", "context", "interface", "meta"}
     assert isinstance(blocks["emd"][0], GeoWassersteinFeatures)
     assert isinstance(blocks["topo"][0], OverlapTopologyFeatures)
     assert isinstance(blocks["context"][0], CellContextFeatures)
+    assert blocks["interface"] == ("drop", ["geometry"])  # opt-in
+    assert isinstance(make_features(interface=True).transformers[3][1], InterfaceFeatures)
     assert blocks["meta"] == ("passthrough", ["gap"])
     seeded = make_default_pipeline(statistics="incomplete", normalize=True, random_state=7)
     assert seeded.get_params()["clf__random_state"] == 7
@@ -109,17 +112,25 @@ def test_drop_emd_block_with_set_params(training):
 
 
 def test_make_features_switches():
-    features = make_features(emd=False, topology=False, context=False)
+    features = make_features(emd=False, topology=False, context=False, interface=False)
     blocks = {name: est for name, est, _ in features.transformers}
-    assert blocks == {"emd": "drop", "topo": "drop", "context": "drop", "meta": "passthrough"}
+    assert blocks == {
+        "emd": "drop",
+        "topo": "drop",
+        "context": "drop",
+        "interface": "drop",
+        "meta": "passthrough",
+    }
 
 
 def test_paper_only_feature_set(training):
     table, y = training
-    features = make_features(context=False).fit(table, y)
+    features = make_features(context=False, interface=False).fit(table, y)
     names = list(features.get_feature_names_out())
     assert not set(CONTEXT_NAMES) & set(names)
-    only_gap = make_features(emd=False, topology=False, context=False).fit(table, y)
+    assert not [n for n in names if n.startswith("iface_")]
+    only_gap = make_features(emd=False, topology=False, context=False, interface=False)
+    only_gap.fit(table, y)
     out = only_gap.transform(table)
     assert list(out.columns) == ["gap"] and list(out.index) == list(table.index)
 
