@@ -151,6 +151,10 @@ def _sibling_pairs(kinds, cell_a, cell_b, proba, sibling_threshold) -> set[tuple
     """Lateral candidates (smaller id first) at least ``sibling_threshold`` probable."""
     if sibling_threshold is None:
         return set()
+    if not is_threshold(sibling_threshold):
+        raise ValueError(
+            f"sibling_threshold must be None or a float in [0, 1], got {sibling_threshold!r}."
+        )
     keep = (kinds == "lateral") & (proba >= sibling_threshold)
     lo = np.minimum(cell_a[keep], cell_b[keep]).tolist()
     hi = np.maximum(cell_a[keep], cell_b[keep]).tolist()

@@ -445,6 +445,20 @@ def test_classifiers_of_tables_are_accepted(classifier):
     check_takes_table(classifier, owner="test")
 
 
+@pytest.mark.parametrize("sibling_threshold", [1.5, -0.1, float("nan"), "0.7"])
+def test_bad_sibling_threshold_is_refused_at_fit_and_at_correct(sibling_threshold):
+    flawed, truths = _two_volumes()
+    with pytest.raises(InvalidParameterError, match="'sibling_threshold' parameter"):
+        SegmentationCorrector(classifier=RecordingJudge(), sibling_threshold=sibling_threshold).fit(
+            flawed[:1], truths[:1]
+        )
+    fitted = SegmentationCorrector(classifier=RecordingJudge(), threshold=0.0)
+    fitted.fit(flawed[:1], truths[:1])
+    fitted.sibling_threshold = sibling_threshold  # as set after fit, or a model file, would
+    with pytest.raises(ValueError, match="sibling_threshold must be None or a float"):
+        fitted.correct(flawed[0])
+
+
 @pytest.mark.parametrize(
     "threshold", [{"axial": 5}, {"axial": float("nan")}, {}, {1: 0.5}, float("nan"), 1.5, "0.5"]
 )
