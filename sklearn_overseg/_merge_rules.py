@@ -20,6 +20,7 @@ __all__ = [
     "KindThresholds",
     "MergeGroups",
     "check_probabilities",
+    "check_sibling_threshold",
     "check_threshold",
     "kind_thresholds",
     "one_to_one",
@@ -94,6 +95,14 @@ def check_threshold(threshold) -> None:
         )
 
 
+def check_sibling_threshold(sibling_threshold: Any) -> None:
+    """Refuse a bad ``sibling_threshold`` where it is used (set after fit, or loaded)."""
+    if sibling_threshold is not None and not is_threshold(sibling_threshold):
+        raise ValueError(
+            f"sibling_threshold must be None or a float in [0, 1], got {sibling_threshold!r}."
+        )
+
+
 def kind_thresholds(threshold: Any, kinds: np.ndarray) -> np.ndarray:
     """The threshold of each candidate, by its kind (one float, or a dict of kind to float)."""
     check_threshold(threshold)
@@ -149,12 +158,9 @@ def one_to_one(
 
 def _sibling_pairs(kinds, cell_a, cell_b, proba, sibling_threshold) -> set[tuple[int, int]]:
     """Lateral candidates (smaller id first) at least ``sibling_threshold`` probable."""
+    check_sibling_threshold(sibling_threshold)
     if sibling_threshold is None:
         return set()
-    if not is_threshold(sibling_threshold):
-        raise ValueError(
-            f"sibling_threshold must be None or a float in [0, 1], got {sibling_threshold!r}."
-        )
     keep = (kinds == "lateral") & (proba >= sibling_threshold)
     lo = np.minimum(cell_a[keep], cell_b[keep]).tolist()
     hi = np.maximum(cell_a[keep], cell_b[keep]).tolist()

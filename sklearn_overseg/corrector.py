@@ -38,6 +38,7 @@ from ._merge_rules import (
     KindThresholds,
     MergeGroups,
     check_probabilities,
+    check_sibling_threshold,
     check_threshold,
     kind_thresholds,
     one_to_one,
@@ -472,6 +473,7 @@ class SegmentationCorrector(TransformerMixin, BaseEstimator):
         check_n_jobs(self.n_jobs)
         # Before any work: set_params after fit or a loaded model may bring a bad one.
         check_threshold(self.threshold)
+        check_sibling_threshold(self.sibling_threshold)
         volume = check_volume_like(volume)
         _check_out(out, volume)
         if slab_layers is not None:
