@@ -80,13 +80,21 @@ def lateral_pairs(
         In-plane distance in pixels at which two labels count as touching: 1 is a
         shared pixel edge; 2 also pairs pieces one pixel apart (a cut whose boundary a
         segmenter eroded) and diagonal neighbours.
+    footprint : bool, default=False
+        Also pair labels that share a layer (at most ``max_shared_layers``) without
+        touching in it, when one lies in the other's footprint: a voxel of one directly
+        above or below a voxel of the other. A cross-section cut into parts that do not
+        touch (a concave cell, a thin bridge lost) leaves such pieces.
 
     Returns
     -------
     pairs : DataFrame
         Columns ``pos_a, pos_b, gap, overlap_px, contact_px`` (positions in the index;
         A is the cell that starts higher, ties broken by the taller, then the smaller
-        id), ``overlap_px`` and ``contact_px`` both the in-plane contact in pixel edges.
+        id). ``contact_px`` is the in-plane contact in pixel edges, and so is
+        ``overlap_px`` for pairs that touch in-plane; for pairs found by ``footprint``
+        alone, ``contact_px`` is 0 and ``overlap_px`` the voxels one has directly above
+        or below the other.
     """
     volume = index.volume
     columns = ("pos_a", "pos_b", "gap", "overlap_px", "contact_px")
