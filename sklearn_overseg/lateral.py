@@ -62,6 +62,17 @@ def _shifted_pairs(volume, dy: int, dx: int):
     return volume[:, ys0, xs0], volume[:, ys1, xs1]
 
 
+def _meeting_pairs(index: CellIndex, first, second) -> np.ndarray:
+    """One key per voxel where two labels meet (``first`` and ``second`` aligned views).
+
+    The key is ``min(position) * _KEY + max(position)`` of the two labels in the index.
+    """
+    meet = (first != second) & (first != 0) & (second != 0)
+    pa = index.positions(first[meet]).astype(np.int64)
+    pb = index.positions(second[meet]).astype(np.int64)
+    return np.minimum(pa, pb) * _KEY + np.maximum(pa, pb)
+
+
 def lateral_pairs(
     index: CellIndex,
     *,
@@ -98,23 +109,15 @@ def lateral_pairs(
     """
     volume = index.volume
     columns = ("pos_a", "pos_b", "gap", "overlap_px", "contact_px")
-    keys = []
-    for dy, dx in _in_plane_offsets(max_distance):
-        first, second = _shifted_pairs(volume, dy, dx)
-        touch = (first != second) & (first != 0) & (second != 0)
-        if touch.any():
-            pa = index.positions(first[touch]).astype(np.int64)
-            pb = index.positions(second[touch]).astype(np.int64)
-            keys.append(np.minimum(pa, pb) * _KEY + np.maximum(pa, pb))
-    uniq, counts = np.unique(np.concatenate(keys or [np.zeros(0, np.int64)]), return_counts=True)
+    keys = [
+        _meeting_pairs(index, *_shifted_pairs(volume, dy, dx))
+        for dy, dx in _in_plane_offsets(max_distance)
+    ]
+    uniq, counts = np.unique(np.concatenate([np.zeros(0, np.int64), *keys]), return_counts=True)
     overlaps = counts
     if footprint and volume.shape[0] > 1:
-        first, second = volume[:-1], volume[1:]
-        stacked = (first != second) & (first != 0) & (second != 0)
-        pa = index.positions(first[stacked]).astype(np.int64)
-        pb = index.positions(second[stacked]).astype(np.int64)
         below, n_below = np.unique(
-            np.minimum(pa, pb) * _KEY + np.maximum(pa, pb), return_counts=True
+            _meeting_pairs(index, volume[:-1], volume[1:]), return_counts=True
         )
         only_below = ~np.isin(below, uniq)
         uniq = np.concatenate([uniq, below[only_below]])
