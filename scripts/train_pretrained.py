@@ -41,14 +41,12 @@ import numpy as np
 import tifffile
 from _data import add_data_option, data_folder
 
-from sklearn_overseg.contact import CombinedScreener
 from sklearn_overseg.corrector import SegmentationCorrector
 from sklearn_overseg.datasets import make_tissue
 from sklearn_overseg.dispatch import KindClassifier
-from sklearn_overseg.lateral import LateralScreener
 from sklearn_overseg.persistence import save_estimator
 from sklearn_overseg.pipeline import make_default_pipeline, make_lateral_pipeline
-from sklearn_overseg.screening import AxialGapScreener
+from sklearn_overseg.stitched_flaws import stitched_screener
 
 #: Rows of plant_tissue_a used for training; the rest is held out.
 TISSUE_SPLIT_Y = 163
@@ -83,11 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     volumes = training_volumes(data_folder(parser, args.data))
     corrector = SegmentationCorrector(
-        screener=CombinedScreener(
-            axial=AxialGapScreener(max_gap=args.max_gap),
-            contact="drop",
-            lateral=LateralScreener(max_distance=2, footprint=True),
-        ),
+        screener=stitched_screener(args.max_gap),
         classifier=KindClassifier(
             axial=make_default_pipeline(n_ensemble=args.ensemble, random_state=0),
             lateral=make_lateral_pipeline(n_ensemble=args.ensemble, random_state=0),

@@ -136,23 +136,15 @@ def _screener(kind: str, max_gap: int | None):
     "axial" is the default model's: axial gaps of up to ``max_gap`` (default 3) layers
     and pieces that share a layer, what per-slice segmentation stitched in z leaves.
     """
-    from .contact import CombinedScreener, ContactScreener
-    from .lateral import LateralScreener
-    from .screening import AxialGapScreener
+    from .contact import ContactScreener
+    from .stitched_flaws import stitched_screener
 
-    max_gap = 3 if max_gap is None else max_gap
-    lateral = LateralScreener(max_distance=2, footprint=True)
+    stitched = stitched_screener(3 if max_gap is None else max_gap)
     if kind == "axial":
-        return CombinedScreener(
-            axial=AxialGapScreener(max_gap=max_gap), contact="drop", lateral=lateral
-        )
+        return stitched
     if kind == "contact":
         return ContactScreener(max_layers=8)
-    return CombinedScreener(
-        axial=AxialGapScreener(max_gap=max_gap),
-        contact=ContactScreener(max_layers=8),
-        lateral=lateral,
-    )
+    return stitched.set_params(contact=ContactScreener(max_layers=8))
 
 
 def _with_max_gap(screener, max_gap: int):

@@ -43,6 +43,7 @@ __all__ = [
     "StitchedVolume",
     "make_stitched_training_table",
     "segment_layers",
+    "stitched_screener",
     "synthesize_stitched",
 ]
 
@@ -310,6 +311,36 @@ STITCHED_FAULTS: dict[str, tuple[float, float]] = {
 }
 
 
+def stitched_screener(max_gap: int = 3):
+    """The screening of the shipped model: every kind of piece a stitched volume holds.
+
+    ``CombinedScreener(axial=AxialGapScreener(max_gap=max_gap), contact="drop",
+    lateral=LateralScreener(max_distance=2, footprint=True))``: pairs across up to
+    ``max_gap`` missing layers (lost links, one-layer fragments, missed masks) and pieces
+    that share a layer, touching, one pixel apart or one in the other's footprint (a
+    cross-section cut in two). ``overseg correct --screen axial``, the training recipe
+    and :func:`make_stitched_training_table` all use it.
+
+    Parameters
+    ----------
+    max_gap : int, default=3
+        Most missing layers between the two pieces of an axial pair.
+
+    Returns
+    -------
+    screener : CombinedScreener
+    """
+    from .contact import CombinedScreener
+    from .lateral import LateralScreener
+    from .screening import AxialGapScreener
+
+    return CombinedScreener(
+        axial=AxialGapScreener(max_gap=max_gap),
+        contact="drop",
+        lateral=LateralScreener(max_distance=2, footprint=True),
+    )
+
+
 def make_stitched_training_table(
     volumes: Any,
     *,
@@ -334,9 +365,7 @@ def make_stitched_training_table(
         Ground-truth label volumes (Z, Y, X).
     screener : screener, optional
         Anything with ``screen(volume, volume_id=..., spacing=...)``; defaults to
-        ``CombinedScreener(axial=AxialGapScreener(max_gap=3), contact="drop",
-        lateral=LateralScreener(max_distance=2, footprint=True))``, the screening of the
-        shipped model.
+        :func:`stitched_screener`, the screening of the shipped model.
     n_repeats : int, default=2
         Draws per volume and subsampling factor.
     z_subsample : sequence of int, default=(1,)
@@ -373,15 +402,7 @@ def make_stitched_training_table(
     if isinstance(n_repeats, bool) or not isinstance(n_repeats, Integral) or n_repeats < 1:
         raise ValueError(f"n_repeats must be an integer >= 1, got {n_repeats!r}.")
     if screener is None:
-        from .contact import CombinedScreener
-        from .lateral import LateralScreener
-        from .screening import AxialGapScreener
-
-        screener = CombinedScreener(
-            axial=AxialGapScreener(max_gap=3),
-            contact="drop",
-            lateral=LateralScreener(max_distance=2, footprint=True),
-        )
+        screener = stitched_screener()
     if spacing is not None:
         spacing = check_spacing(spacing)
     faults = dict(STITCHED_FAULTS if faults is None else faults)

@@ -312,3 +312,12 @@ def test_bad_ground_truth_is_refused(gt, error):
 def test_docstring_examples_run():
     result = doctest.testmod(flaws_module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_stitched_screener_is_the_shipped_models_screening():
+    from sklearn_overseg import load_pretrained
+    from sklearn_overseg.stitched_flaws import stitched_screener
+
+    shipped = load_pretrained().screener_
+    assert repr(stitched_screener()) == repr(shipped)
+    assert stitched_screener(5).get_params()["axial__max_gap"] == 5
