@@ -5,7 +5,7 @@ in-memory path comfortably, so the volume is written straight to Zarr, one z sla
 at a time. Each tile is a copy of the shared ``plant_tissue_a`` ground truth taken at
 ``gt[phase::4]`` (4:1:1, 37 x 326 x 283) with a random phase and random flips, cropped
 where it meets the volume's far borders, relabelled to ``1..n`` and flawed on its own with
-:func:`sklearn_overseg.flaws.synthesize_flaws`; its ids (flawed, truth and merges alike)
+:func:`sklearn_overseg.synthesis.flaws.synthesize_flaws`; its ids (flawed, truth and merges alike)
 are then shifted by a running offset so that no id appears in two tiles. Flawing each
 tile before tiling keeps the flaw synthesis in memory at tile size and makes every true
 merge lie inside one tile.
@@ -13,7 +13,7 @@ merge lie inside one tile.
 Only one slab buffer (``tile depth x Y x X`` uint32, ~600 MB at the default size) is held:
 it is filled with the flawed tiles, written, then refilled with the truth tiles (cheap to
 recompute from the tile's recipe) and written again. Without the shared data the tiles
-come from :func:`sklearn_overseg.datasets.make_tissue` blocks, as in ``_volumes.py``.
+come from :func:`sklearn_overseg.synthesis.datasets.make_tissue` blocks, as in ``_volumes.py``.
 Everything is deterministic given ``seed``; a directory that already holds a volume
 built with the same parameters is reused.
 """
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _volumes import _STEP, SPACING, _fresh_ids, _load_tissue, tissue_file
 
-from sklearn_overseg.flaws import synthesize_flaws
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 __all__ = [
     "BUILD_FILE",
@@ -85,7 +85,7 @@ class _Source:
         if self._tissue is not None:
             return self._tissue[k::_STEP]
         if k not in self._blocks:
-            from sklearn_overseg.datasets import make_tissue
+            from sklearn_overseg.synthesis.datasets import make_tissue
 
             # Generated lazily, only as large as a tile of this volume can be.
             self._blocks[k] = make_tissue(
@@ -192,10 +192,10 @@ def build_paper_large(
     seed : int, default=0
         Drives phases, flips, synthetic blocks and the flaw synthesis.
     split_fraction : float, default=0.3
-        Passed to :func:`~sklearn_overseg.flaws.synthesize_flaws` for every tile.
+        Passed to :func:`~sklearn_overseg.synthesis.flaws.synthesize_flaws` for every tile.
     source : {"auto", "tissue", "synthetic"}, default="auto"
         ``"tissue"``: tiles of the shared ``plant_tissue_a`` ground truth; ``"synthetic"``:
-        :func:`~sklearn_overseg.datasets.make_tissue` blocks; ``"auto"``: the tissue when
+        :func:`~sklearn_overseg.synthesis.datasets.make_tissue` blocks; ``"auto"``: the tissue when
         the shared data exists.
 
     Returns

@@ -169,8 +169,8 @@ def prepare_model(workdir: Path, spacing: tuple[float, float, float]) -> tuple[P
         return shipped, f"shipped pretrained model ({shipped})", 0.0
     from _volumes import training_volume
 
-    from sklearn_overseg.corrector import SegmentationCorrector
-    from sklearn_overseg.persistence import save_estimator
+    from sklearn_overseg.correction.corrector import SegmentationCorrector
+    from sklearn_overseg.io.persistence import save_estimator
 
     gt = training_volume()
     start = time.perf_counter()
@@ -197,7 +197,7 @@ def staged_correct(
     """``corrector.correct(volume, spacing=spacing)`` split into timed stages.
 
     Mirrors :meth:`SegmentationCorrector.correct` step for step through the functions
-    of :mod:`sklearn_overseg.blockwise` (index, screen, features, classify, merge +
+    of :mod:`sklearn_overseg.correction.blockwise` (index, screen, features, classify, merge +
     interpolate, which includes the parallel prefill of interpolations). Should those
     disappear, or for a non-axial screener, ``correct`` is timed as one stage.
 
@@ -208,10 +208,10 @@ def staged_correct(
     from joblib import parallel_config
 
     from sklearn_overseg._validation import check_spacing
-    from sklearn_overseg.screening import AxialGapScreener
+    from sklearn_overseg.screening.axial import AxialGapScreener
 
     try:
-        from sklearn_overseg.blockwise import (
+        from sklearn_overseg.correction.blockwise import (
             check_volume_like,
             choose_slab_layers,
             featurize_blockwise,

@@ -5,12 +5,12 @@ thousands of cells. This machine has only small ground-truth crops, so a volume 
 scale is assembled from them: every 4th z slice of ``plant_tissue_a`` (which makes an
 isotropic stack 4:1:1), cropped in-plane, flipped at random, relabelled with fresh ids and
 stacked along z until ``n_z`` layers. Synthetic splits are then added with
-:func:`sklearn_overseg.flaws.synthesize_flaws`, which also returns the true merges.
+:func:`sklearn_overseg.synthesis.flaws.synthesize_flaws`, which also returns the true merges.
 
-The real-data folder is found by :func:`sklearn_overseg.datasets.find_data_dir`
+The real-data folder is found by :func:`sklearn_overseg.synthesis.datasets.find_data_dir`
 (``OVERSEG_DATA_DIR``, else ``shared/data`` beside the checkout). Without it the copies
 are drawn from
-:func:`sklearn_overseg.datasets.make_tissue` at the same anisotropy instead. Everything is
+:func:`sklearn_overseg.synthesis.datasets.make_tissue` at the same anisotropy instead. Everything is
 deterministic given ``seed``.
 """
 
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sklearn_overseg.datasets import find_data_dir  # noqa: E402
-from sklearn_overseg.flaws import synthesize_flaws  # noqa: E402
+from sklearn_overseg.synthesis.datasets import find_data_dir  # noqa: E402
+from sklearn_overseg.synthesis.flaws import synthesize_flaws  # noqa: E402
 
 __all__ = [
     "SPACING",
@@ -86,7 +86,7 @@ def _load_tissue() -> np.ndarray:
 
 
 def _synthetic_blocks(size: int, seed: int) -> list[np.ndarray]:
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     return [
         make_tissue(
@@ -172,7 +172,7 @@ def paper_medium_volume(
     seed : int, default=0
         Drives crops, phases, flips and the flaw synthesis.
     split_fraction : float, default=0.3
-        Passed to :func:`~sklearn_overseg.flaws.synthesize_flaws`.
+        Passed to :func:`~sklearn_overseg.synthesis.flaws.synthesize_flaws`.
 
     Returns
     -------

@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from sklearn_overseg.corrector import SegmentationCorrector
-from sklearn_overseg.flaws import synthesize_flaws
-from sklearn_overseg.metrics import mean_average_precision, pair_scores
-from sklearn_overseg.pipeline import make_default_pipeline
+from sklearn_overseg.classification.pipeline import make_default_pipeline
+from sklearn_overseg.correction.corrector import SegmentationCorrector
+from sklearn_overseg.evaluation.metrics import mean_average_precision, pair_scores
 from sklearn_overseg.pretrained import load_pretrained
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from _data import add_data_option, data_folder
@@ -193,7 +193,7 @@ def main() -> None:
     report = "\n".join(text)
     print(report)
     if args.write:
-        from sklearn_overseg.io import atomic_output
+        from sklearn_overseg.io.volumes import atomic_output
 
         # The report is regenerated on purpose: an existing page is replaced, except for
         # the stitched-volume section that accuracy_stitched.py keeps on the same page.

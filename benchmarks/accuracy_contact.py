@@ -8,7 +8,7 @@ seeds 0, 1, 2. Every touching pair that is not a cut is a genuinely different pa
 cells: merging it is a false merge.
 
 Reported per method, summed or averaged over the seeds: pair precision / recall / F1 of
-the merges (:func:`sklearn_overseg.metrics.pair_scores`), the number of genuinely
+the merges (:func:`sklearn_overseg.evaluation.metrics.pair_scores`), the number of genuinely
 different touching pairs merged, and the mAP of the merged volume. Methods:
 
 - **model**: the trained contact corrector (``SegmentationCorrector.correct``, its
@@ -24,7 +24,7 @@ different touching pairs merged, and the mAP of the merged volume. Methods:
   only);
 - **merge every touching pair**: all candidates.
 
-Times: the adjacency pass (:func:`~sklearn_overseg.contact.contact_pairs`), adjacency +
+Times: the adjacency pass (:func:`~sklearn_overseg.screening.contact.contact_pairs`), adjacency +
 re-slicing (the model's ``ContactScreener.screen``) and the whole ``correct`` call.
 Issue targets: precision >= 0.95, recall >= 0.85.
 
@@ -56,12 +56,12 @@ for extra in (REPO, REPO / "scripts"):
 from _data import add_data_option, data_folder  # noqa: E402
 from train_contact import TILTED_FRACTION, TISSUE_SPLIT_Y, training_volumes  # noqa: E402
 
-from sklearn_overseg.cells import CellIndex  # noqa: E402
-from sklearn_overseg.contact import contact_pairs  # noqa: E402
-from sklearn_overseg.flaws import synthesize_flaws  # noqa: E402
-from sklearn_overseg.metrics import mean_average_precision, pair_scores  # noqa: E402
-from sklearn_overseg.persistence import load_estimator, load_metadata  # noqa: E402
-from sklearn_overseg.synthesis import make_training_table  # noqa: E402
+from sklearn_overseg.evaluation.metrics import mean_average_precision, pair_scores  # noqa: E402
+from sklearn_overseg.io.persistence import load_estimator, load_metadata  # noqa: E402
+from sklearn_overseg.screening.cells import CellIndex  # noqa: E402
+from sklearn_overseg.screening.contact import contact_pairs  # noqa: E402
+from sklearn_overseg.synthesis.flaws import synthesize_flaws  # noqa: E402
+from sklearn_overseg.synthesis.training import make_training_table  # noqa: E402
 
 SEEDS = (0, 1, 2)
 TARGET_PRECISION = 0.95

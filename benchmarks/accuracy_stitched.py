@@ -1,11 +1,11 @@
 """Repair of stitched 2D→3D segmentations on held-out volumes; prints a Markdown table.
 
 What a per-slice 2D segmenter followed by IoU stitching makes of a ground truth is
-synthesised by :func:`sklearn_overseg.stitched_flaws.synthesize_stitched`: masks below a
+synthesised by :func:`sklearn_overseg.synthesis.stitched_flaws.synthesize_stitched`: masks below a
 minimum area lost, a share of masks missed, boundaries eroded or dilated by a pixel
 (30 % of the masks), cross-sections cut in two (2 %), then linked layer to layer by
 :func:`sklearn_overseg.stitch.stitch_slices` at an IoU threshold. The corrector repairs the
-result and :func:`sklearn_overseg.metrics.repair_scores` scores it against the ground
+result and :func:`sklearn_overseg.evaluation.metrics.repair_scores` scores it against the ground
 truth alone (no list of synthetic merges): the **owner** of a stitched label is the true
 cell holding most of its voxels.
 
@@ -26,11 +26,11 @@ average the mAPs, over the whole grid and per z-sampling. Targets (issue 11): >=
 split links repaired, false joins <= 1 % of split links, corrected mAP within 0.05 of the
 ceiling.
 
-The data folder is ``--data``, else the one :func:`~sklearn_overseg.datasets.find_data_dir`
-finds (``$OVERSEG_DATA_DIR``, else ``shared/data`` beside the checkout). Volumes not found
-there are skipped (and listed); with none at all, a
-synthetic tissue from :func:`~sklearn_overseg.datasets.make_tissue` stands in, so the
-script also runs on a fresh clone.
+The data folder is ``--data``, else the one
+:func:`~sklearn_overseg.synthesis.datasets.find_data_dir` finds (``$OVERSEG_DATA_DIR``, else
+``shared/data`` beside the checkout). Volumes not found there are skipped (and listed); with none at
+all, a synthetic tissue from :func:`~sklearn_overseg.synthesis.datasets.make_tissue` stands in, so
+the script also runs on a fresh clone.
 
 Run from the repository root::
 
@@ -67,8 +67,8 @@ for extra in (REPO, REPO / "scripts"):
 
 from train_pretrained import OVULE_SPLIT_X, TISSUE_SPLIT_Y  # noqa: E402
 
-from sklearn_overseg.metrics import repair_scores  # noqa: E402
-from sklearn_overseg.stitched_flaws import synthesize_stitched  # noqa: E402
+from sklearn_overseg.evaluation.metrics import repair_scores  # noqa: E402
+from sklearn_overseg.synthesis.stitched_flaws import synthesize_stitched  # noqa: E402
 
 TARGET_REPAIRED = 0.90
 TARGET_FALSE_JOINS = 0.01
@@ -119,8 +119,8 @@ class Case:
 
 
 def default_data_dir() -> Path | None:
-    """The real-data folder :func:`~sklearn_overseg.datasets.find_data_dir` finds, or None."""
-    from sklearn_overseg.datasets import find_data_dir
+    """The data folder :func:`~sklearn_overseg.synthesis.datasets.find_data_dir` finds, or None."""
+    from sklearn_overseg.synthesis.datasets import find_data_dir
 
     return find_data_dir()
 
@@ -166,7 +166,7 @@ def held_out_cases(data: Path, *, quick: bool = False) -> tuple[list[Case], list
 
 def synthetic_case(*, quick: bool = False) -> Case:
     """Stand-in tissue when no shared volume is found (a seed no shipped model trained on)."""
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     shape, size = ((16, 64, 64), (12, 24, 24)) if quick else ((48, 160, 160), (16, 32, 32))
     volume = make_tissue(shape, cell_size=size, random_state=7)
@@ -188,7 +188,7 @@ def make_corrector(
     """The corrector ``overseg correct [--model M] --screen S [--max-gap G]`` would use."""
     from sklearn.base import clone
 
-    from sklearn_overseg._cli_commands import _load_model, _screener, _with_max_gap
+    from sklearn_overseg.cli._commands import _load_model, _screener, _with_max_gap
 
     corrector = _load_model(model, screen)
     if model is not None and screen != "axial":
@@ -216,7 +216,7 @@ def link_kinds(flawed: np.ndarray, corrected: np.ndarray, ground_truth: np.ndarr
     """
     from scipy import ndimage
 
-    from sklearn_overseg.synthesis import majority_labels
+    from sklearn_overseg.synthesis.training import majority_labels
 
     owner = majority_labels(flawed, ground_truth)
     after = majority_labels(flawed, corrected)
@@ -244,7 +244,7 @@ def link_kinds(flawed: np.ndarray, corrected: np.ndarray, ground_truth: np.ndarr
 
 def describe_model(model: Path | None, screen: str) -> str:
     """Which model judged the candidates: its directory and its number of training pairs."""
-    from sklearn_overseg.persistence import load_metadata
+    from sklearn_overseg.io.persistence import load_metadata
     from sklearn_overseg.pretrained import PRETRAINED_DIR
 
     path = Path(model) if model is not None else PRETRAINED_DIR
@@ -497,12 +497,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(report)
     if args.write:
-        from sklearn_overseg.io import atomic_output
+        from sklearn_overseg.io.volumes import atomic_output
 
         with atomic_output(args.write, overwrite=args.overwrite) as tmp:
             tmp.write_text(report + "\n", encoding="utf-8")
     if args.update_section:
-        from sklearn_overseg.io import atomic_output
+        from sklearn_overseg.io.volumes import atomic_output
 
         page = args.update_section.read_text(encoding="utf-8")
         section = "\n\n".join(filter(None, ["## Stitched 2D→3D segmentations", args.note, report]))

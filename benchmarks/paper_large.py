@@ -56,13 +56,17 @@ TARGET_RSS = 6e9  # bytes ("6 GB")
 SAMPLE_SECONDS = 0.2
 #: Stages of ``correct`` timed as phases when they exist (module, attribute, phase).
 PHASES = (
-    ("sklearn_overseg.blockwise", "index_volume", "index"),
-    ("sklearn_overseg.blockwise", "screen_blockwise", "screen"),
-    ("sklearn_overseg.blockwise", "featurize_blockwise", "features"),
-    ("sklearn_overseg.blockwise", "make_canvas", "canvas setup"),
-    ("sklearn_overseg.corrector", "SegmentationCorrector._decide_and_merge", "decide + merge"),
-    ("sklearn_overseg.blockwise", "prefill", "interpolate (prefill)"),
-    ("sklearn_overseg.canvas", "LazyCanvas.write", "write (relabel slabs)"),
+    ("sklearn_overseg.correction.blockwise", "index_volume", "index"),
+    ("sklearn_overseg.correction.blockwise", "screen_blockwise", "screen"),
+    ("sklearn_overseg.correction.blockwise", "featurize_blockwise", "features"),
+    ("sklearn_overseg.correction.blockwise", "make_canvas", "canvas setup"),
+    (
+        "sklearn_overseg.correction.corrector",
+        "SegmentationCorrector._decide_and_merge",
+        "decide + merge",
+    ),
+    ("sklearn_overseg.correction.blockwise", "prefill", "interpolate (prefill)"),
+    ("sklearn_overseg.correction.canvas", "LazyCanvas.write", "write (relabel slabs)"),
 )
 
 
@@ -178,8 +182,8 @@ def run_child(config_path: Path) -> None:
         import torch  # noqa: F401
     import zarr
 
-    import sklearn_overseg.classifier
-    import sklearn_overseg.pipeline  # noqa: F401
+    import sklearn_overseg.classification.classifier
+    import sklearn_overseg.classification.pipeline  # noqa: F401
     from sklearn_overseg.pretrained import load_pretrained
 
     baseline = current_rss()
@@ -492,7 +496,7 @@ def volume_rows(info: dict, shape, chunks, verb: str) -> list[tuple[str, str, st
 
 
 def run_rows(label: str, run: dict, true_pairs: np.ndarray) -> list[tuple[str, str, str, str]]:
-    from sklearn_overseg.metrics import pair_scores
+    from sklearn_overseg.evaluation.metrics import pair_scores
 
     def row(name: str, value: str, target: str = "", state: str = "") -> tuple[str, ...]:
         return (f"[{label}] {name}", value, target, state)

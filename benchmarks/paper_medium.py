@@ -65,11 +65,11 @@ def run_child(config_path: Path) -> None:
     # baseline includes them and the stages measure only their own memory.
     with contextlib.suppress(ImportError):
         import torch  # noqa: F401
-    import sklearn_overseg.classifier
-    import sklearn_overseg.pipeline  # noqa: F401
-    from sklearn_overseg.io import load_volume, save_volume
+    import sklearn_overseg.classification.classifier
+    import sklearn_overseg.classification.pipeline  # noqa: F401
+    from sklearn_overseg.io.volumes import load_volume, save_volume
     from sklearn_overseg.pretrained import load_pretrained
-    from sklearn_overseg.screening import AxialGapScreener, screen_axial_pairs
+    from sklearn_overseg.screening.axial import AxialGapScreener, screen_axial_pairs
 
     baseline = current_rss()
     spacing = tuple(config["spacing"])
@@ -82,7 +82,7 @@ def run_child(config_path: Path) -> None:
         ndi.find_objects(volume)
     screener = corrector.screener_
     if isinstance(screener, AxialGapScreener):
-        from sklearn_overseg.cells import CellIndex
+        from sklearn_overseg.screening.cells import CellIndex
 
         index = CellIndex.from_volume(volume)
         params = screener.pair_search_params()
@@ -120,9 +120,9 @@ def run_child(config_path: Path) -> None:
 
 def traced_peaks(volume: np.ndarray, n_jobs: int | None) -> dict[str, tuple[int, float]]:
     """tracemalloc peak (bytes) and candidate count for index, screening and features."""
-    from sklearn_overseg.cells import CellIndex
-    from sklearn_overseg.pipeline import make_features
-    from sklearn_overseg.screening import AxialGapScreener
+    from sklearn_overseg.classification.pipeline import make_features
+    from sklearn_overseg.screening.axial import AxialGapScreener
+    from sklearn_overseg.screening.cells import CellIndex
 
     peaks: dict[str, tuple[int, float]] = {}
     tracemalloc.start()
@@ -150,8 +150,8 @@ def contact_stages(volume: np.ndarray, n_jobs: int | None, log: StageLog) -> int
     """Adjacency alone, then the whole contact screening (adjacency + re-slicing)."""
     import warnings
 
-    from sklearn_overseg.cells import CellIndex
-    from sklearn_overseg.contact import ContactScreener, contact_pairs
+    from sklearn_overseg.screening.cells import CellIndex
+    from sklearn_overseg.screening.contact import ContactScreener, contact_pairs
 
     index = CellIndex.from_volume(volume)
     with log.stage("contact adjacency"):
@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import subprocess
 
-    from sklearn_overseg.io import save_volume
-    from sklearn_overseg.metrics import pair_scores
+    from sklearn_overseg.evaluation.metrics import pair_scores
+    from sklearn_overseg.io.volumes import save_volume
 
     print(f"paper_medium benchmark: n_z={n_z}, size={args.size}, n_jobs={args.n_jobs}", flush=True)
     start = time.perf_counter()

@@ -50,7 +50,7 @@ CORRECT_STAGES = (
 
 def measure(n_z: int, size: int, seed: int, corrector, n_jobs: int | None) -> dict:
     """Build one volume and correct it stage by stage."""
-    from sklearn_overseg.metrics import pair_scores
+    from sklearn_overseg.evaluation.metrics import pair_scores
 
     flawed, _, merges = paper_medium_volume(n_z, size, seed)
     log = StageLog()
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.write.exists() and not args.overwrite:
             parser.error(f"{args.write} appeared meanwhile; pass --overwrite to replace it.")
-        from sklearn_overseg.io import atomic_output
+        from sklearn_overseg.io.volumes import atomic_output
 
         # Written beside the target and renamed: a crash never leaves half a page.
         with atomic_output(args.write, overwrite=args.overwrite) as tmp:

@@ -56,9 +56,9 @@ def _volumes(folder: Path) -> dict[str, Path]:
     """The small and the mid-size volume as TIFFs in ``folder``."""
     import _volumes as bench_volumes
 
-    from sklearn_overseg.datasets import load_demo, make_tissue
-    from sklearn_overseg.flaws import synthesize_flaws
-    from sklearn_overseg.io import save_volume
+    from sklearn_overseg.io.volumes import save_volume
+    from sklearn_overseg.synthesis.datasets import load_demo, make_tissue
+    from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
     paths = {"small": folder / "small.tif", "mid": folder / "mid.tif"}
     save_volume(paths["small"], load_demo().labels)

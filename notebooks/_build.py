@@ -6,7 +6,7 @@ The ``.ipynb`` files are generated, never edited by hand: change a cell here and
 
 Notebooks are written without outputs (clean diffs). ``tests/test_notebooks.py`` executes
 each of them. They find the real-data folder as
-:func:`sklearn_overseg.datasets.find_data_dir` does (``OVERSEG_DATA_DIR``, else
+:func:`sklearn_overseg.synthesis.datasets.find_data_dir` does (``OVERSEG_DATA_DIR``, else
 ``shared/data`` beside the clone) and fall back to synthetic tissue when it is absent, so
 they also run on a fresh clone. ``OVERSEG_NOTEBOOK_SIZE=small`` (set by the tests) runs
 notebooks 02-04 on the smallest inputs that still show their point; ``full``, the
@@ -22,7 +22,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 # The text quotes this default: read it, so that it cannot drift from the code.
-from sklearn_overseg.ot import DEFAULT_MAX_EXACT_POINTS as MAX_EXACT
+from sklearn_overseg.features.ot import DEFAULT_MAX_EXACT_POINTS as MAX_EXACT
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,7 +46,7 @@ DATA_CELL = code(
     """
     import os
 
-    from sklearn_overseg.datasets import find_data_dir
+    from sklearn_overseg.synthesis.datasets import find_data_dir
 
     # Real ground-truth crops: the folder OVERSEG_DATA_DIR names, else shared/data beside
     # this clone (the notebook runs in notebooks/, hence start="..").
@@ -106,7 +106,7 @@ QUICKSTART = [
             pair_scores,
             segmentation_scores,
         )
-        from sklearn_overseg.plotting import plot_decision_gallery, plot_orthogonal_views
+        from sklearn_overseg.evaluation.plotting import plot_decision_gallery, plot_orthogonal_views
 
         pd.set_option("display.width", 120)
         """
@@ -284,8 +284,8 @@ TRAIN_YOUR_OWN = [
             segmentation_scores,
             synthesize_flaws,
         )
-        from sklearn_overseg.plotting import plot_precision_recall
-        from sklearn_overseg.synthesis import label_candidates, majority_labels
+        from sklearn_overseg.evaluation.plotting import plot_precision_recall
+        from sklearn_overseg.synthesis.training import label_candidates, majority_labels
         """
     ),
     DATA_CELL,
@@ -690,7 +690,7 @@ TRANSFER = [
             pair_scores,
             synthesize_flaws,
         )
-        from sklearn_overseg.plotting import plot_orthogonal_views
+        from sklearn_overseg.evaluation.plotting import plot_orthogonal_views
         """
     ),
     DATA_CELL,
@@ -867,7 +867,7 @@ FROM_RAW = [
             repair_scores,
             stitch_slices,
         )
-        from sklearn_overseg.plotting import plot_orthogonal_views
+        from sklearn_overseg.evaluation.plotting import plot_orthogonal_views
 
         pd.set_option("display.width", 120)
         """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sklearn_overseg.datasets import DATA_ENV, find_data_dir
+from sklearn_overseg.synthesis.datasets import DATA_ENV, find_data_dir
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:

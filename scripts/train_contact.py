@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_overseg.contact import ContactScreener
-from sklearn_overseg.corrector import SegmentationCorrector
-from sklearn_overseg.flaws import synthesize_flaws
-from sklearn_overseg.persistence import save_estimator
-from sklearn_overseg.pipeline import make_default_pipeline
+from sklearn_overseg.classification.pipeline import make_default_pipeline
+from sklearn_overseg.correction.corrector import SegmentationCorrector
+from sklearn_overseg.io.persistence import save_estimator
+from sklearn_overseg.screening.contact import ContactScreener
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import add_data_option, data_folder

@@ -9,7 +9,7 @@ The recipe (also in ``docs/model_card.md``):
 
 - ground truths: the top half (y < 163) of ``plant_tissue_a``, the left half (x < 64) of
   ``plant_ovule``, ``plant_patch`` without its damaged layer 31, and two synthetic dense
-  tissues (:func:`sklearn_overseg.datasets.make_tissue`). The bottom half of
+  tissues (:func:`sklearn_overseg.synthesis.datasets.make_tissue`). The bottom half of
   ``plant_tissue_a`` and the right half of the ovule are held out for evaluation
   (``benchmarks/accuracy.py``);
 - native anisotropy and every 4th layer (all four phases), each also upside down;
@@ -18,11 +18,11 @@ The recipe (also in ``docs/model_card.md``):
 - ten stitched draws per volume at native z and at z/4: per-layer 2D masks with lost
   tips (10-60 px), missed masks (0-10 %), boundaries off by a pixel (0-50 %) and cut
   cross-sections (0-5 %), linked by IoU (0.1-0.5), candidates labelled by majority
-  overlap (:func:`sklearn_overseg.stitched_flaws.make_stitched_training_table`);
+  overlap (:func:`sklearn_overseg.synthesis.stitched_flaws.make_stitched_training_table`);
 - screening: axial gaps of 0-3 layers and pieces that share a layer (lateral), touching
   or one pixel apart in-plane, or one in the other's footprint;
 - axial features: Geo-Wasserstein (paper statistics), overlap topology, cell context,
-  gap; lateral features: :class:`sklearn_overseg.lateral.LateralFeatures`;
+  gap; lateral features: :class:`sklearn_overseg.features.lateral.LateralFeatures`;
 - classifiers: per kind, a soft vote of paper MLPs (128-64-32, dropout 0.3) with seeds
   0..n-1 (``--ensemble``), thresholds per kind (``--threshold-axial``,
   ``--threshold-lateral``).
@@ -41,12 +41,12 @@ import numpy as np
 import tifffile
 from _data import add_data_option, data_folder
 
-from sklearn_overseg.corrector import SegmentationCorrector
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.dispatch import KindClassifier
-from sklearn_overseg.persistence import save_estimator
-from sklearn_overseg.pipeline import make_default_pipeline, make_lateral_pipeline
-from sklearn_overseg.stitched_flaws import stitched_screener
+from sklearn_overseg.classification.dispatch import KindClassifier
+from sklearn_overseg.classification.pipeline import make_default_pipeline, make_lateral_pipeline
+from sklearn_overseg.correction.corrector import SegmentationCorrector
+from sklearn_overseg.io.persistence import save_estimator
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.stitched_flaws import stitched_screener
 
 #: Rows of plant_tissue_a used for training; the rest is held out.
 TISSUE_SPLIT_Y = 163

@@ -25,8 +25,8 @@ from sklearn.base import clone
 from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
-from sklearn_overseg.persistence import load_estimator, load_metadata, save_estimator
-from sklearn_overseg.synthesis import make_training_table
+from sklearn_overseg.io.persistence import load_estimator, load_metadata, save_estimator
+from sklearn_overseg.synthesis.training import make_training_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import add_data_option, data_folder

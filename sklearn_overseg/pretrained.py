@@ -1,6 +1,6 @@
 """The pretrained correctors shipped inside the package.
 
-They are stored as JSON + NumPy arrays (see :mod:`sklearn_overseg.persistence`) and rebuilt
+They are stored as JSON + NumPy arrays (see :mod:`sklearn_overseg.io.persistence`) and rebuilt
 on load: nothing in the files is executed or unpickled. ``docs/model_card.md`` says what
 they were trained on and how well they do.
 
@@ -8,9 +8,9 @@ they were trained on and how well they do.
   StarDist, CellStitch): axial gaps of up to three layers, one-layer fragments and
   pieces that share a layer, and the paper's blanked layer;
 - ``models/contact``: cuts by tilted surfaces (3D segmenters such as PlantSeg);
-- ``kind="both"`` joins the two: one :class:`~sklearn_overseg.contact.CombinedScreener`
-  and a :class:`~sklearn_overseg.dispatch.KindClassifier` that sends each candidate to the
-  model of its kind.
+- ``kind="both"`` joins the two: one :class:`~sklearn_overseg.screening.contact.CombinedScreener`
+  and a :class:`~sklearn_overseg.classification.dispatch.KindClassifier` that sends each candidate
+  to the model of its kind.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ PRETRAINED_KINDS = ("axial", "contact", "both")
 
 
 def _load(path: Path):
-    from .persistence import load_estimator
+    from .io.persistence import load_estimator
 
     if not path.exists():
         raise FileNotFoundError(f"no model directory at {path}")
@@ -39,12 +39,12 @@ def _load(path: Path):
 
 
 def load_pretrained(path=None, *, kind: str = "axial"):
-    """Load a fitted :class:`~sklearn_overseg.corrector.SegmentationCorrector`.
+    """Load a fitted :class:`~sklearn_overseg.correction.corrector.SegmentationCorrector`.
 
     Parameters
     ----------
     path : str or Path, optional
-        A model directory written by :func:`~sklearn_overseg.persistence.save_estimator`
+        A model directory written by :func:`~sklearn_overseg.io.persistence.save_estimator`
         (``overseg train -o DIR``). Defaults to the shipped model of ``kind``.
     kind : {"axial", "contact", "both"}, default="axial"
         Which shipped model, when ``path`` is not given.
@@ -80,9 +80,9 @@ def _join(axial, contact):
     ``axial`` is the default model (axial gaps, and pieces sharing a layer when it
     screens them), ``contact`` the contact model.
     """
-    from .contact import CombinedScreener
-    from .corrector import SegmentationCorrector
-    from .dispatch import KindClassifier
+    from .classification.dispatch import KindClassifier
+    from .correction.corrector import SegmentationCorrector
+    from .screening.contact import CombinedScreener
 
     def parts(model):
         """Screener, classifier and threshold of each kind a shipped model judges."""

@@ -1,7 +1,7 @@
 """Shared fixtures: the repository root on sys.path and the optional real-data folder.
 
 The real ground-truth volumes are not part of the repository. They are found as
-:func:`sklearn_overseg.datasets.find_data_dir` finds them (``OVERSEG_DATA_DIR``, else
+:func:`sklearn_overseg.synthesis.datasets.find_data_dir` finds them (``OVERSEG_DATA_DIR``, else
 ``shared/data`` beside the checkout). A test that needs them either requests the
 ``data_dir`` fixture (directly or through ``plant_tissue``/``plant_ovule``) or carries
 ``@pytest.mark.needs_data``; both are marked ``needs_data`` at collection and skipped,
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sklearn_overseg.datasets import DATA_ENV, find_data_dir  # noqa: E402
+from sklearn_overseg.synthesis.datasets import DATA_ENV, find_data_dir  # noqa: E402
 
 #: Start of the skip reason of every test skipped for want of the real data.
 SKIP_PREFIX = "needs real data: "

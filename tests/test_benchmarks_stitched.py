@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import accuracy_stitched as bench
 
-from sklearn_overseg.datasets import make_tissue
+from sklearn_overseg.synthesis.datasets import make_tissue
 
 
 def _kinds_total(text: str, column: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Tests of the blockwise / out-of-core correction engine (sklearn_overseg.blockwise).
+"""Tests of the blockwise / out-of-core correction engine (sklearn_overseg.correction.blockwise).
 
 The engine promises that ``SegmentationCorrector.correct`` returns the *same* corrected
 volume and decision table whatever ``n_jobs``, joblib backend (loky, threading, dask),
@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from joblib import parallel_config
 
-from sklearn_overseg.blockwise import index_volume
-from sklearn_overseg.canvas import ArrayCanvas, LazyCanvas
-from sklearn_overseg.cells import CellIndex
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.flaws import synthesize_flaws
+from sklearn_overseg.correction.blockwise import index_volume
+from sklearn_overseg.correction.canvas import ArrayCanvas, LazyCanvas
 from sklearn_overseg.pretrained import load_pretrained
-from sklearn_overseg.screening import screen_axial_pairs, sort_pairs
+from sklearn_overseg.screening.axial import screen_axial_pairs, sort_pairs
+from sklearn_overseg.screening.cells import CellIndex
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 zarr = pytest.importorskip("zarr")
 
@@ -540,7 +540,7 @@ def test_prefilled_interpolations_change_nothing(
     axial_corrector, flawed, monkeypatch, only_background
 ):
     """Interpolations computed ahead must equal those computed at each merge's turn."""
-    import sklearn_overseg.blockwise as blockwise
+    import sklearn_overseg.correction.blockwise as blockwise
 
     corrector = axial_corrector
     before = corrector.only_background
@@ -577,7 +577,7 @@ def test_open_volume_paths_survive_a_change_of_directory(tmp_path, monkeypatch):
 
     import h5py
 
-    from sklearn_overseg.io import open_volume
+    from sklearn_overseg.io.volumes import open_volume
 
     volume = np.arange(1, 2 * 3 * 4 + 1, dtype=np.uint16).reshape(2, 3, 4)
     to_zarr(tmp_path / "v.zarr", volume)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sklearn_overseg.cells import CellIndex
+from sklearn_overseg.screening.cells import CellIndex
 
 
 def _volume():

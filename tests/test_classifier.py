@@ -16,9 +16,9 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_overseg import classifier as classifier_module
-from sklearn_overseg._modules import OversegMLPModule
-from sklearn_overseg.classifier import OversegMLPClassifier
+from sklearn_overseg.classification import classifier as classifier_module
+from sklearn_overseg.classification._modules import OversegMLPModule
+from sklearn_overseg.classification.classifier import OversegMLPClassifier
 
 FAST = {"max_epochs": 30, "hidden_units": (16, 8), "lr": 1e-2}
 
@@ -392,8 +392,8 @@ def _torch_proba(clf: OversegMLPClassifier, X) -> np.ndarray:
 
 
 def test_numpy_inference_equals_torch_on_real_candidates():
-    from sklearn_overseg.datasets import load_demo
     from sklearn_overseg.pretrained import load_pretrained
+    from sklearn_overseg.synthesis.datasets import load_demo
 
     corrector = load_pretrained()
     axial = corrector.classifier_.estimators_["axial"]

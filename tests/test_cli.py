@@ -19,12 +19,12 @@ import pytest
 from cli_helpers import assert_one_line_error, run
 
 from sklearn_overseg.cli import main
-from sklearn_overseg.corrector import DECISION_COLUMNS, SegmentationCorrector
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.flaws import synthesize_flaws
-from sklearn_overseg.io import load_volume, save_volume
-from sklearn_overseg.metrics import mean_average_precision
+from sklearn_overseg.correction.corrector import DECISION_COLUMNS, SegmentationCorrector
+from sklearn_overseg.evaluation.metrics import mean_average_precision
+from sklearn_overseg.io.volumes import load_volume, save_volume
 from sklearn_overseg.pretrained import PRETRAINED_DIR, load_pretrained
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACING = (2.0, 1.0, 1.0)
@@ -653,7 +653,7 @@ def test_screen_and_train_refuse_their_input_as_output(files, tmp_path, capsys):
 
 
 def test_unwritable_output_folder_is_found_before_any_work(files, tmp_path, capsys, monkeypatch):
-    from sklearn_overseg import _io_paths
+    from sklearn_overseg.io import _paths as _io_paths
 
     real_open = os.open
 
@@ -666,7 +666,7 @@ def test_unwritable_output_folder_is_found_before_any_work(files, tmp_path, caps
         raise AssertionError("the model was loaded before the output was checked")
 
     monkeypatch.setattr(_io_paths.os, "open", read_only)
-    monkeypatch.setattr("sklearn_overseg._cli_commands._load_model", no_work)
+    monkeypatch.setattr("sklearn_overseg.cli._commands._load_model", no_work)
     out = tmp_path / "o.tif"
     code, _, err = run(capsys, "correct", files["in"], "-o", out)
     assert code == 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from sklearn_overseg.candidates import CANDIDATE_COLUMNS
 from sklearn_overseg.cli import build_parser
-from sklearn_overseg.corrector import DECISION_COLUMNS
+from sklearn_overseg.correction.corrector import DECISION_COLUMNS
+from sklearn_overseg.screening.candidates import CANDIDATE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "cli.md"

@@ -18,13 +18,13 @@ import pytest
 from cli_helpers import assert_one_line_error, run
 
 from sklearn_overseg import __version__
-from sklearn_overseg import _cli_commands as commands
+from sklearn_overseg.cli import _commands as commands
 from sklearn_overseg.cli import build_parser
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.flaws import synthesize_flaws
-from sklearn_overseg.io import load_volume, save_volume
+from sklearn_overseg.io.volumes import load_volume, save_volume
 from sklearn_overseg.pretrained import PRETRAINED_DIR, load_pretrained
 from sklearn_overseg.stitch import stitch_slices
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_shipped_model = pytest.mark.skipif(
@@ -369,7 +369,7 @@ def test_correct_stitched_slices_stitches_then_corrects(files, tmp_path, capsys)
 def test_iou_default_is_stitch_slices_default():
     import inspect
 
-    from sklearn_overseg import _cli_parser
+    from sklearn_overseg.cli import _parser as _cli_parser
 
     default = inspect.signature(stitch_slices).parameters["iou_threshold"].default
     assert _cli_parser._DEFAULT_IOU == default

@@ -31,18 +31,24 @@ from sklearn.utils.validation import has_fit_parameter
 
 import sklearn_overseg
 from sklearn_overseg import make_tissue, synthesize_flaws
-from sklearn_overseg._table_estimators import check_takes_table
-from sklearn_overseg.classifier import OversegMLPClassifier
-from sklearn_overseg.contact import CombinedScreener, ContactScreener
-from sklearn_overseg.context import CellContextFeatures
-from sklearn_overseg.corrector import SegmentationCorrector
-from sklearn_overseg.dispatch import KindClassifier
-from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
-from sklearn_overseg.interface import InterfaceFeatures
-from sklearn_overseg.lateral import LateralFeatures, LateralScreener
-from sklearn_overseg.pipeline import make_default_pipeline, make_features, make_lateral_pipeline
-from sklearn_overseg.screening import AxialGapScreener, BaseScreener
-from sklearn_overseg.synthesis import make_training_table
+from sklearn_overseg.classification._table_estimators import check_takes_table
+from sklearn_overseg.classification.classifier import OversegMLPClassifier
+from sklearn_overseg.classification.dispatch import KindClassifier
+from sklearn_overseg.classification.pipeline import (
+    make_default_pipeline,
+    make_features,
+    make_lateral_pipeline,
+)
+from sklearn_overseg.correction.corrector import SegmentationCorrector
+from sklearn_overseg.features.context import CellContextFeatures
+from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
+from sklearn_overseg.features.interface import InterfaceFeatures
+from sklearn_overseg.features.lateral import LateralFeatures
+from sklearn_overseg.features.overlap_topology import OverlapTopologyFeatures
+from sklearn_overseg.screening.axial import AxialGapScreener, BaseScreener
+from sklearn_overseg.screening.contact import CombinedScreener, ContactScreener
+from sklearn_overseg.screening.lateral import LateralScreener
+from sklearn_overseg.synthesis.training import make_training_table
 
 # Full batch, no dropout, no validation split: a weight of k trains as k repeated rows.
 FULL_BATCH = {

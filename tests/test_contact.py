@@ -10,18 +10,19 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
-import sklearn_overseg.contact as _contact
-from sklearn_overseg.candidates import CANDIDATE_COLUMNS, PairGeometry
-from sklearn_overseg.cells import CellIndex
-from sklearn_overseg.contact import (
+import sklearn_overseg.screening.contact as _contact
+from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
+from sklearn_overseg.features.overlap_topology import OverlapTopologyFeatures
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.candidates import CANDIDATE_COLUMNS, PairGeometry
+from sklearn_overseg.screening.cells import CellIndex
+from sklearn_overseg.screening.contact import (
     CombinedScreener,
     ContactScreener,
     cell_centroids,
     contact_pairs,
     reslice_pair,
 )
-from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
-from sklearn_overseg.screening import AxialGapScreener
 
 # ------------------------------------------------------------------ fixtures
 
@@ -92,7 +93,7 @@ def test_adjacency_counts_faces_and_ignores_edges():
 
 
 def test_adjacency_is_independent_of_slabs(monkeypatch):
-    from sklearn_overseg import contact
+    from sklearn_overseg.screening import contact
 
     rng = np.random.default_rng(0)
     vol = rng.integers(0, 6, size=(9, 7, 8)).astype(np.uint8)
@@ -345,7 +346,7 @@ def _cut_column_and_stack() -> np.ndarray:
 
 
 def test_combined_lateral_is_off_by_default_and_lists_pieces_when_on():
-    from sklearn_overseg.lateral import LateralScreener
+    from sklearn_overseg.screening.lateral import LateralScreener
 
     vol = _cut_column_and_stack()
     assert CombinedScreener().lateral == "drop"
@@ -363,7 +364,7 @@ def test_combined_lateral_is_off_by_default_and_lists_pieces_when_on():
 
 
 def test_combined_lists_a_pair_found_twice_once_with_the_earlier_kind():
-    from sklearn_overseg.lateral import LateralScreener
+    from sklearn_overseg.screening.lateral import LateralScreener
 
     vol = _cut_column_and_stack()
     contact = ContactScreener().screen(vol)
@@ -391,7 +392,7 @@ def test_combined_refuses_to_drop_every_part():
 
 
 def test_combined_set_params_reaches_a_dropped_part():
-    from sklearn_overseg.lateral import LateralScreener
+    from sklearn_overseg.screening.lateral import LateralScreener
 
     est = CombinedScreener().set_params(lateral__max_shared_layers=2)
     assert isinstance(est.lateral, LateralScreener) and est.lateral.max_shared_layers == 2
@@ -467,7 +468,7 @@ def test_plant_tissue_adjacency_and_tilted_cuts(plant_tissue):
     assert (pairs["pos_p"] < pairs["pos_q"]).all()
     print(f"plant_tissue_a: {len(pairs)} touching pairs, adjacency {seconds:.2f} s")
 
-    flaws = pytest.importorskip("sklearn_overseg.flaws")
+    flaws = pytest.importorskip("sklearn_overseg.synthesis.flaws")
     crop = np.ascontiguousarray(plant_tissue[40:90, 60:180, 60:180])
     flawed = flaws.cut_cells_tilted(crop, 0.2, max_tilt_deg=60, random_state=0)
     table = ContactScreener(max_layers=8, min_contact=4).screen(flawed.labels)
@@ -488,7 +489,7 @@ def test_plant_tissue_adjacency_and_tilted_cuts(plant_tissue):
 def test_sampler_matches_scipy_affine_transform():
     from scipy import ndimage as ndi
 
-    from sklearn_overseg.contact import _sample_nearest
+    from sklearn_overseg.screening.contact import _sample_nearest
 
     rng = np.random.default_rng(1)
     codes = rng.integers(0, 3, size=(9, 11, 10)).astype(np.uint8)
@@ -693,7 +694,7 @@ def _reference_screen(monkeypatch, volume, spacing, **params) -> pd.DataFrame:
 def test_optimised_reslicing_matches_reference_exactly(
     monkeypatch, shape, anisotropy, spacing, params
 ):
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     vol = make_tissue(shape, anisotropy=anisotropy, random_state=3)
     ref = _reference_screen(monkeypatch, vol, spacing, **params)
@@ -703,7 +704,7 @@ def test_optimised_reslicing_matches_reference_exactly(
 
 
 def test_parallel_screen_matches_serial_exactly():
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     vol = make_tissue((12, 40, 40), random_state=4)
     vol.setflags(write=False)

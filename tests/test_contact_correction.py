@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from sklearn_overseg.contact import CombinedScreener, ContactScreener
-from sklearn_overseg.corrector import SegmentationCorrector
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.dispatch import KindClassifier
-from sklearn_overseg.flaws import cut_cells_tilted, split_cells_axial
+from sklearn_overseg.classification.dispatch import KindClassifier
+from sklearn_overseg.correction.corrector import SegmentationCorrector
+from sklearn_overseg.screening.contact import CombinedScreener, ContactScreener
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.flaws import cut_cells_tilted, split_cells_axial
 
 
 class _RuleJudge(ClassifierMixin, BaseEstimator):

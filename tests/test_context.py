@@ -1,4 +1,4 @@
-"""Tests of the cell-context features (sklearn_overseg.context)."""
+"""Tests of the cell-context features (sklearn_overseg.features.context)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
-from sklearn_overseg.candidates import PairGeometry
-from sklearn_overseg.context import CONTEXT_COLUMNS, CellContextFeatures
-from sklearn_overseg.screening import AxialGapScreener
+from sklearn_overseg.features.context import CONTEXT_COLUMNS, CellContextFeatures
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.candidates import PairGeometry
 
 NAMES = [
     "layers_a",

@@ -1,4 +1,4 @@
-"""Tests of SegmentationCorrector (sklearn_overseg.corrector).
+"""Tests of SegmentationCorrector (sklearn_overseg.correction.corrector).
 
 The merge logic is tested with a deterministic "judge": a tiny classifier whose
 probabilities are fixed per (cell_a, cell_b), so that decisions, chains and fills can
@@ -16,14 +16,14 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
-from sklearn_overseg.contact import CombinedScreener
-from sklearn_overseg.corrector import DECISION_COLUMNS, SegmentationCorrector
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.flaws import synthesize_flaws
-from sklearn_overseg.lateral import LateralScreener
-from sklearn_overseg.metrics import mean_average_precision
-from sklearn_overseg.pipeline import make_default_pipeline
-from sklearn_overseg.screening import AxialGapScreener
+from sklearn_overseg.classification.pipeline import make_default_pipeline
+from sklearn_overseg.correction.corrector import DECISION_COLUMNS, SegmentationCorrector
+from sklearn_overseg.evaluation.metrics import mean_average_precision
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.contact import CombinedScreener
+from sklearn_overseg.screening.lateral import LateralScreener
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 # --------------------------------------------------------------------------- judges
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sklearn_overseg import datasets
-from sklearn_overseg.datasets import DATA_ENV, find_data_dir
+from sklearn_overseg.synthesis import datasets
+from sklearn_overseg.synthesis.datasets import DATA_ENV, find_data_dir
 
 CONFTEST = Path(__file__).resolve().parent / "conftest.py"
 

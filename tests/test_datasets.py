@@ -9,7 +9,13 @@ import pytest
 from scipy import ndimage
 from skimage.measure import label as connected_components
 
-from sklearn_overseg.datasets import DATA_DIR, DEMO_FILE, DEMO_RAW_FILE, load_demo, make_tissue
+from sklearn_overseg.synthesis.datasets import (
+    DATA_DIR,
+    DEMO_FILE,
+    DEMO_RAW_FILE,
+    load_demo,
+    make_tissue,
+)
 
 
 def _extents(labels: np.ndarray, interior: bool = True) -> np.ndarray:

@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from sklearn_overseg.dispatch import KindClassifier
-from sklearn_overseg.persistence import load_estimator, save_estimator
-from sklearn_overseg.pipeline import make_default_pipeline
+from sklearn_overseg.classification.dispatch import KindClassifier
+from sklearn_overseg.classification.pipeline import make_default_pipeline
+from sklearn_overseg.io.persistence import load_estimator, save_estimator
 
 
 def _prior() -> Pipeline:
@@ -161,9 +161,9 @@ def test_save_load_round_trip_predicts_identically(tmp_path):
 
 def test_save_load_round_trip_with_default_mlp_pipeline(tmp_path):
     """The fitted torch MLPs of the default pipelines travel inside the dict state."""
-    from sklearn_overseg.contact import CombinedScreener
-    from sklearn_overseg.datasets import make_tissue
-    from sklearn_overseg.synthesis import make_training_table
+    from sklearn_overseg.screening.contact import CombinedScreener
+    from sklearn_overseg.synthesis.datasets import make_tissue
+    from sklearn_overseg.synthesis.training import make_training_table
 
     gt = make_tissue((24, 48, 48), cell_size=(14, 14, 14), random_state=0)
     table, y = make_training_table(
@@ -202,7 +202,7 @@ def _three_kinds() -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def test_lateral_rows_are_routed_to_their_own_classifier():
-    from sklearn_overseg.dispatch import KINDS
+    from sklearn_overseg.classification.dispatch import KINDS
 
     assert KINDS == ("axial", "contact", "lateral")
     table, y = _three_kinds()
@@ -219,8 +219,8 @@ def test_lateral_rows_are_routed_to_their_own_classifier():
 
 
 def test_lateral_default_part_is_the_lateral_pipeline():
-    from sklearn_overseg.lateral import LateralFeatures
-    from sklearn_overseg.pipeline import make_lateral_pipeline
+    from sklearn_overseg.classification.pipeline import make_lateral_pipeline
+    from sklearn_overseg.features.lateral import LateralFeatures
 
     clf = KindClassifier(random_state=3)
     part = clf._template("lateral")
@@ -239,13 +239,13 @@ def test_lateral_default_part_is_the_lateral_pipeline():
 
 
 def test_lateral_pipeline_learns_stitched_pieces():
-    from sklearn_overseg.contact import CombinedScreener
-    from sklearn_overseg.datasets import make_tissue
-    from sklearn_overseg.lateral import LateralScreener
-    from sklearn_overseg.pipeline import make_lateral_pipeline
-    from sklearn_overseg.screening import AxialGapScreener
-    from sklearn_overseg.stitched_flaws import synthesize_stitched
-    from sklearn_overseg.synthesis import label_candidates, majority_labels
+    from sklearn_overseg.classification.pipeline import make_lateral_pipeline
+    from sklearn_overseg.screening.axial import AxialGapScreener
+    from sklearn_overseg.screening.contact import CombinedScreener
+    from sklearn_overseg.screening.lateral import LateralScreener
+    from sklearn_overseg.synthesis.datasets import make_tissue
+    from sklearn_overseg.synthesis.stitched_flaws import synthesize_stitched
+    from sklearn_overseg.synthesis.training import label_candidates, majority_labels
 
     screener = CombinedScreener(
         axial=AxialGapScreener(max_gap=3), contact="drop", lateral=LateralScreener()

@@ -25,15 +25,17 @@ from sklearn.utils.estimator_checks import estimator_checks_generator, parametri
 from sklearn.utils.validation import has_fit_parameter
 
 import sklearn_overseg
-from sklearn_overseg.classifier import OversegMLPClassifier
-from sklearn_overseg.contact import CombinedScreener, ContactScreener
-from sklearn_overseg.context import CellContextFeatures
-from sklearn_overseg.corrector import SegmentationCorrector
-from sklearn_overseg.dispatch import KindClassifier
-from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
-from sklearn_overseg.interface import InterfaceFeatures
-from sklearn_overseg.lateral import LateralFeatures, LateralScreener
-from sklearn_overseg.screening import AxialGapScreener, BaseScreener
+from sklearn_overseg.classification.classifier import OversegMLPClassifier
+from sklearn_overseg.classification.dispatch import KindClassifier
+from sklearn_overseg.correction.corrector import SegmentationCorrector
+from sklearn_overseg.features.context import CellContextFeatures
+from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
+from sklearn_overseg.features.interface import InterfaceFeatures
+from sklearn_overseg.features.lateral import LateralFeatures
+from sklearn_overseg.features.overlap_topology import OverlapTopologyFeatures
+from sklearn_overseg.screening.axial import AxialGapScreener, BaseScreener
+from sklearn_overseg.screening.contact import CombinedScreener, ContactScreener
+from sklearn_overseg.screening.lateral import LateralScreener
 
 # Small, full-batch and without dropout or validation split: quick, and a weight of k
 # then trains exactly as k repeated rows (up to float32 rounding).

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sklearn_overseg._io_paths import _temp_pattern
+from sklearn_overseg.io._paths import _temp_pattern
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (12, 128, 128)
@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     contents[1][0, 0, 0] = 3
     if kind == "model":
         from sklearn.linear_model import LogisticRegression
-        from sklearn_overseg.persistence import save_estimator
+        from sklearn_overseg.io.persistence import save_estimator
         X = np.random.default_rng(0).normal(size=(2000, 40))
         y = (X[:, 0] > 0).astype(int)
         models = [LogisticRegression(C=c).fit(X, y) for c in (1.0, 2.0)]
@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
             save_estimator(models[i % 2], target, overwrite=True)
             i += 1
     else:
-        from sklearn_overseg.io import save_volume
+        from sklearn_overseg.io.volumes import save_volume
         i = 0
         while True:
             save_volume(target, contents[i % 2], overwrite=True)
@@ -65,10 +65,10 @@ def _expected(kind: str) -> list:
 
 def _read(target: Path, kind: str):
     if kind == "model":
-        from sklearn_overseg.persistence import load_estimator
+        from sklearn_overseg.io.persistence import load_estimator
 
         return load_estimator(target).C
-    from sklearn_overseg.io import load_volume
+    from sklearn_overseg.io.volumes import load_volume
 
     return load_volume(target)
 
@@ -127,11 +127,11 @@ def test_sigkill_during_write_leaves_target_absent_or_complete(kind, seed, tmp_p
     if kind == "model":
         from sklearn.linear_model import LogisticRegression
 
-        from sklearn_overseg.persistence import save_estimator
+        from sklearn_overseg.io.persistence import save_estimator
 
         save_estimator(LogisticRegression(C=1.0), target, overwrite=True)
     else:
-        from sklearn_overseg.io import save_volume
+        from sklearn_overseg.io.volumes import save_volume
 
         save_volume(target, _expected(kind)[0], overwrite=True)
     assert _leftovers(target) == []

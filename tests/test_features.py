@@ -1,4 +1,4 @@
-"""Tests of the candidate-table feature transformers (sklearn_overseg.features)."""
+"""Tests of the candidate-table feature transformers (sklearn_overseg.features.geo_wasserstein)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,10 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
-from sklearn_overseg.candidates import PairGeometry
-from sklearn_overseg.features import (
-    GeoWassersteinFeatures,
-    OverlapTopologyFeatures,
-    _curve_features,
-)
-from sklearn_overseg.ot import mask_wasserstein
+from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
+from sklearn_overseg.features.ot import mask_wasserstein
+from sklearn_overseg.features.overlap_topology import OverlapTopologyFeatures, _curve_features
+from sklearn_overseg.screening.candidates import PairGeometry
 
 SHAPE = (64, 64)
 

@@ -8,8 +8,8 @@ import pytest
 from scipy import ndimage
 from scipy.optimize import linprog
 
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.flaws import (
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.flaws import (
     HARD_NEGATIVE_COLUMNS,
     MERGE_COLUMNS,
     FlawedVolume,

@@ -8,8 +8,8 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from sklearn_overseg import AxialGapScreener, InterfaceFeatures, make_tissue
-from sklearn_overseg.pipeline import make_default_pipeline, make_features
-from sklearn_overseg.stitched_flaws import synthesize_stitched
+from sklearn_overseg.classification.pipeline import make_default_pipeline, make_features
+from sklearn_overseg.synthesis.stitched_flaws import synthesize_stitched
 
 
 def _pair(shift: int, *, b_rows: slice = slice(2, 6), gap: int = 1) -> pd.DataFrame:

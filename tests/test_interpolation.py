@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sklearn_overseg.interpolation import fill_gap, interpolate_masks
+from sklearn_overseg.correction.interpolation import fill_gap, interpolate_masks
 
 
 def disk(shape, centre, radius, spacing=(1.0, 1.0)):
@@ -440,7 +440,7 @@ def _assert_same_as_reference(pairs, **kw):
 
 
 def test_matches_reference_on_synthetic_tissue():
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     vol = make_tissue((10, 48, 48), cell_size=(4, 14, 14), random_state=0)
     pairs = _axial_pairs(vol, 2, 12)
@@ -465,7 +465,7 @@ def test_matches_reference_on_plant_tissue(plant_tissue):
 
 
 def test_cached_tie_noise_equals_a_fresh_draw():
-    from sklearn_overseg.interpolation import _tie_noise
+    from sklearn_overseg.correction.interpolation import _tie_noise
 
     for size in (7, 5000, 300, 70_000, 12):
         np.testing.assert_array_equal(_tie_noise(size), np.random.default_rng(0).random(size))

@@ -17,8 +17,8 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 from sklearn.utils import check_random_state
 
-from sklearn_overseg import interpolation
-from sklearn_overseg.interpolation import interpolate_masks
+from sklearn_overseg.correction import interpolation
+from sklearn_overseg.correction.interpolation import interpolate_masks
 
 # --- private copy of the previous implementation ---------------------------------------
 
@@ -144,7 +144,7 @@ def _blob(rng, shape, sigma=3.0, level=0.55):
 
 
 def _tissue_pairs(limit, vol=None):
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     if vol is None:
         vol = make_tissue((24, 64, 64), cell_size=(24, 22, 22), anisotropy=4.0, random_state=1)
@@ -185,7 +185,7 @@ def test_same_as_old_on_tissue_cells():
 
 
 def test_same_as_old_on_larger_tissue_cells():
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     vol = make_tissue((20, 96, 96), cell_size=(24, 36, 36), anisotropy=4.0, random_state=2)
     pairs = _tissue_pairs(16, vol)

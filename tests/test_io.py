@@ -1,4 +1,4 @@
-"""Tests for sklearn_overseg.io: format dispatch, round trips, keys, spacing, atomic writes."""
+"""Tests of sklearn_overseg.io.volumes: formats, round trips, keys, spacing, atomic writes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import tifffile
 import zarr
 
-from sklearn_overseg import io as vio
-from sklearn_overseg.io import SUPPORTED_EXTENSIONS, load_volume, save_volume, volume_format
+from sklearn_overseg.io import volumes as vio
+from sklearn_overseg.io.volumes import SUPPORTED_EXTENSIONS, load_volume, save_volume, volume_format
 
 SPACING = (0.235, 0.15, 0.15)
 KEYED = (".h5", ".zarr", ".npz")

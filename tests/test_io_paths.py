@@ -1,4 +1,4 @@
-"""Tests of sklearn_overseg._io_paths: atomic outputs, stale temporaries, path identity."""
+"""Tests of sklearn_overseg.io._paths: atomic outputs, stale temporaries, path identity."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import zarr
 
-from sklearn_overseg import _io_paths as paths
-from sklearn_overseg.io import atomic_output, load_volume, save_volume
+from sklearn_overseg.io import _paths as paths
+from sklearn_overseg.io.volumes import atomic_output, load_volume, save_volume
 
 
 def _age(path: Path, seconds: float = 60.0) -> None:
@@ -35,7 +35,7 @@ def _temporary(path: Path, kind: str = "tmp", directory: bool = False) -> Path:
 
 
 def test_io_reexports_atomic_output():
-    from sklearn_overseg import io
+    from sklearn_overseg.io import volumes as io
 
     assert io.atomic_output is paths.atomic_output
 

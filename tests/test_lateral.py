@@ -10,14 +10,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
-import sklearn_overseg.lateral as lateral_module
-from sklearn_overseg.cells import CellIndex
-from sklearn_overseg.lateral import (
-    LATERAL_FEATURES,
-    LateralFeatures,
-    LateralScreener,
-    lateral_pairs,
-)
+import sklearn_overseg.screening.lateral as lateral_module
+from sklearn_overseg.features.lateral import LATERAL_FEATURES, LateralFeatures
+from sklearn_overseg.screening.cells import CellIndex
+from sklearn_overseg.screening.lateral import LateralScreener, lateral_pairs
 
 
 def _cut_and_neighbours() -> np.ndarray:
@@ -259,8 +255,8 @@ def test_features_are_finite_for_one_layer_pieces(depth):
 
 
 def test_features_are_finite_on_stitched_tissue():
-    from sklearn_overseg.datasets import make_tissue
-    from sklearn_overseg.stitched_flaws import synthesize_stitched
+    from sklearn_overseg.synthesis.datasets import make_tissue
+    from sklearn_overseg.synthesis.stitched_flaws import synthesize_stitched
 
     gt = make_tissue((16, 48, 48), cell_size=(16, 16, 16), random_state=0)
     labels = synthesize_stitched(gt, cut_rate=0.2, random_state=0).labels

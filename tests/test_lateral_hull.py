@@ -19,8 +19,9 @@ from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-import sklearn_overseg.lateral as lateral_module
-from sklearn_overseg.lateral import LateralFeatures, LateralScreener, _hull_pixel_counts
+import sklearn_overseg.features.lateral as lateral_module
+from sklearn_overseg.features.lateral import LateralFeatures, _hull_pixel_counts
+from sklearn_overseg.screening.lateral import LateralScreener
 
 SETTINGS = settings(
     max_examples=300,
@@ -164,8 +165,8 @@ def _assert_features_unchanged(volume, monkeypatch, **screen):
 
 
 def test_lateral_features_unchanged_on_stitched_tissue(monkeypatch):
-    from sklearn_overseg.datasets import make_tissue
-    from sklearn_overseg.stitched_flaws import synthesize_stitched
+    from sklearn_overseg.synthesis.datasets import make_tissue
+    from sklearn_overseg.synthesis.stitched_flaws import synthesize_stitched
 
     gt = make_tissue((16, 64, 64), cell_size=(16, 16, 16), random_state=1)
     labels = synthesize_stitched(gt, cut_rate=0.2, random_state=1).labels
@@ -173,7 +174,7 @@ def test_lateral_features_unchanged_on_stitched_tissue(monkeypatch):
 
 
 def test_lateral_features_unchanged_on_real_tissue(plant_tissue, monkeypatch):
-    from sklearn_overseg.stitched_flaws import synthesize_stitched
+    from sklearn_overseg.synthesis.stitched_flaws import synthesize_stitched
 
     labels = synthesize_stitched(plant_tissue[::4], cut_rate=0.05, random_state=0).labels
     _assert_features_unchanged(labels, monkeypatch, max_distance=2)

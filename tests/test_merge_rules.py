@@ -1,4 +1,4 @@
-"""The merge bookkeeping of ``sklearn_overseg._merge_rules`` on hand-made tables."""
+"""The merge bookkeeping of ``sklearn_overseg.correction._merge_rules`` on hand-made tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_overseg._merge_rules import (
+from sklearn_overseg.correction._merge_rules import (
     MergeGroups,
     check_probabilities,
     kind_thresholds,

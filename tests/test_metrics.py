@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from sklearn_overseg import metrics
-from sklearn_overseg.metrics import (
+from sklearn_overseg.evaluation import metrics
+from sklearn_overseg.evaluation.metrics import (
     Contingency,
     average_precision,
     contingency,

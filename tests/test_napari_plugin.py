@@ -13,7 +13,7 @@ import pytest
 napari = pytest.importorskip("napari")
 pytest.importorskip("qtpy.QtWidgets", exc_type=ImportError)  # napari without a Qt binding
 
-from sklearn_overseg.io import load_volume, save_volume  # noqa: E402
+from sklearn_overseg.io.volumes import load_volume, save_volume  # noqa: E402
 from sklearn_overseg.napari._reader import get_reader  # noqa: E402
 from sklearn_overseg.napari._writer import write_labels  # noqa: E402
 
@@ -115,10 +115,10 @@ def test_viewer_opens_and_saves_through_the_plugin(tmp_path, volume):
 def flawed_case():
     from sklearn.linear_model import LogisticRegression
 
-    from sklearn_overseg.corrector import SegmentationCorrector
-    from sklearn_overseg.datasets import make_tissue
-    from sklearn_overseg.flaws import synthesize_flaws
-    from sklearn_overseg.pipeline import make_default_pipeline
+    from sklearn_overseg.classification.pipeline import make_default_pipeline
+    from sklearn_overseg.correction.corrector import SegmentationCorrector
+    from sklearn_overseg.synthesis.datasets import make_tissue
+    from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
     gt = make_tissue((24, 64, 64), cell_size=(16, 16, 16), random_state=0)
     flawed = synthesize_flaws(gt, random_state=1).labels

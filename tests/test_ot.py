@@ -1,4 +1,4 @@
-"""Tests of the W1 distance between 2D masks (sklearn_overseg.ot)."""
+"""Tests of the W1 distance between 2D masks (sklearn_overseg.features.ot)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from sklearn_overseg.ot import mask_wasserstein, pairwise_layer_distances
+from sklearn_overseg.features.ot import mask_wasserstein, pairwise_layer_distances
 
 METHODS = ("exact", "coarse", "sliced", "auto")
 

@@ -1,8 +1,8 @@
 """The fast EMD path must give bit-identical floats to the original implementation.
 
 A shipped pretrained model was trained on the Geo-Wasserstein features, so any speed-up of
-:mod:`sklearn_overseg.ot` or :mod:`sklearn_overseg.features` must not move a single bit.
-This file freezes a private copy of the implementation as it was before the speed-up
+:mod:`sklearn_overseg.features.ot` or :mod:`sklearn_overseg.features.geo_wasserstein` must not move
+a single bit. This file freezes a private copy of the implementation as it was before the speed-up
 (``_ref_*``, calling ``ot.emd2`` through POT's public wrapper) and compares with ``==``.
 """
 
@@ -20,19 +20,19 @@ from scipy.spatial.distance import cdist
 from sklearn.utils import check_random_state
 
 from sklearn_overseg._validation import check_spacing
-from sklearn_overseg.candidates import PairGeometry
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.features import GeoWassersteinFeatures
-from sklearn_overseg.ot import (
+from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
+from sklearn_overseg.features.ot import (
     _projection_angles,
     _sliced_emd,
     mask_wasserstein,
     pairwise_layer_distances,
 )
-from sklearn_overseg.screening import AxialGapScreener
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.candidates import PairGeometry
+from sklearn_overseg.synthesis.datasets import make_tissue
 
 # ------------------------------------------------------------ frozen reference copy
-# Verbatim (modulo names) from sklearn_overseg/ot.py and features.py before the speed-up.
+# Verbatim (modulo names) from sklearn_overseg/features/ot.py and features.py before the speed-up.
 
 _NUM_ITER_MAX = 10_000_000
 
@@ -387,7 +387,7 @@ def test_features_identical_on_plant_tissue(plant_tissue):
 
 
 def test_direct_solver_matches_pot_wrapper(monkeypatch):
-    import sklearn_overseg.ot as ot_module
+    import sklearn_overseg.features.ot as ot_module
 
     if pot.__version__.startswith("0.9.7"):
         assert ot_module._emd_c is not None  # the fast path is the one tested above

@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from sklearn_overseg import persistence
-from sklearn_overseg.classifier import OversegMLPClassifier
-from sklearn_overseg.persistence import (
+from sklearn_overseg.classification.classifier import OversegMLPClassifier
+from sklearn_overseg.io import persistence
+from sklearn_overseg.io.persistence import (
     ARRAYS_NAME,
     CONFIG_NAME,
     SCHEMA_VERSION,
@@ -526,7 +526,7 @@ def test_deeply_nested_config_is_refused(mlp_model, tmp_path):
 
 
 def test_parameters_are_validated_on_load(tmp_path):
-    from sklearn_overseg.corrector import SegmentationCorrector
+    from sklearn_overseg.correction.corrector import SegmentationCorrector
 
     path = tmp_path / "corrector"
     save_estimator(SegmentationCorrector(), path)

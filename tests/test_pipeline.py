@@ -1,4 +1,4 @@
-"""Tests of the default candidate pipeline (sklearn_overseg.pipeline)."""
+"""Tests of the default candidate pipeline (sklearn_overseg.classification.pipeline)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 
-from sklearn_overseg.classifier import OversegMLPClassifier
-from sklearn_overseg.context import CellContextFeatures
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.features import GeoWassersteinFeatures, OverlapTopologyFeatures
-from sklearn_overseg.interface import InterfaceFeatures
-from sklearn_overseg.pipeline import make_default_pipeline, make_features
-from sklearn_overseg.synthesis import make_training_table
+from sklearn_overseg.classification.classifier import OversegMLPClassifier
+from sklearn_overseg.classification.pipeline import make_default_pipeline, make_features
+from sklearn_overseg.features.context import CellContextFeatures
+from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
+from sklearn_overseg.features.interface import InterfaceFeatures
+from sklearn_overseg.features.overlap_topology import OverlapTopologyFeatures
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.training import make_training_table
 
 CONTEXT_NAMES = [
     "layers_a",
@@ -191,7 +192,7 @@ def test_default_mlp_pipeline_is_reproducible(training):
 def test_ensemble_default_classifier():
     from sklearn.ensemble import VotingClassifier
 
-    from sklearn_overseg.classifier import OversegMLPClassifier
+    from sklearn_overseg.classification.classifier import OversegMLPClassifier
 
     pipe = make_default_pipeline(n_ensemble=3, random_state=7)
     clf = pipe.named_steps["clf"]

@@ -13,13 +13,13 @@ matplotlib.use("Agg")
 
 from matplotlib.image import imread  # noqa: E402
 
-from sklearn_overseg.candidates import PairGeometry  # noqa: E402
-from sklearn_overseg.plotting import (  # noqa: E402
+from sklearn_overseg.evaluation.plotting import (  # noqa: E402
     plot_decision_gallery,
     plot_feature_distributions,
     plot_orthogonal_views,
     plot_precision_recall,
 )
+from sklearn_overseg.screening.candidates import PairGeometry  # noqa: E402
 
 # ---------------------------------------------------------------- fixtures
 

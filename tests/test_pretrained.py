@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from sklearn_overseg.contact import CombinedScreener, ContactScreener
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.dispatch import KindClassifier
-from sklearn_overseg.flaws import synthesize_flaws
-from sklearn_overseg.metrics import pair_scores
+from sklearn_overseg.classification.dispatch import KindClassifier
+from sklearn_overseg.evaluation.metrics import pair_scores
 from sklearn_overseg.pretrained import CONTACT_DIR, PRETRAINED_DIR, load_pretrained
-from sklearn_overseg.screening import AxialGapScreener
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.contact import CombinedScreener, ContactScreener
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
 pytestmark = pytest.mark.skipif(
     not (PRETRAINED_DIR / "config.json").exists() or not (CONTACT_DIR / "config.json").exists(),

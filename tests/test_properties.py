@@ -24,8 +24,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from sklearn_overseg.corrector import DECISION_COLUMNS, SegmentationCorrector
-from sklearn_overseg.screening import AxialGapScreener
+from sklearn_overseg.correction.corrector import DECISION_COLUMNS, SegmentationCorrector
+from sklearn_overseg.screening.axial import AxialGapScreener
 
 SETTINGS = settings(
     max_examples=25,

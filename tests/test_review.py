@@ -148,10 +148,10 @@ def test_review_order_puts_uncertain_first():
 def test_round_trip_with_a_real_corrector():
     from sklearn.linear_model import LogisticRegression
 
-    from sklearn_overseg.corrector import SegmentationCorrector
-    from sklearn_overseg.datasets import make_tissue
-    from sklearn_overseg.flaws import synthesize_flaws
-    from sklearn_overseg.pipeline import make_default_pipeline
+    from sklearn_overseg.classification.pipeline import make_default_pipeline
+    from sklearn_overseg.correction.corrector import SegmentationCorrector
+    from sklearn_overseg.synthesis.datasets import make_tissue
+    from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
     gt = make_tissue((24, 64, 64), cell_size=(16, 16, 16), random_state=0)
     flawed = synthesize_flaws(gt, random_state=1).labels

@@ -4,8 +4,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
 
-from sklearn_overseg.candidates import CANDIDATE_COLUMNS, PairGeometry, concat_tables
-from sklearn_overseg.screening import AxialGapScreener
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.candidates import CANDIDATE_COLUMNS, PairGeometry, concat_tables
 
 
 def _split_column(gap: int, depth: int = 7) -> np.ndarray:
@@ -135,7 +135,7 @@ def _screened_pairs(volume) -> set[tuple[int, int]]:
 
 
 def _assert_no_split_dropped(gt, seeds=(0, 1, 2)):
-    from sklearn_overseg.flaws import synthesize_flaws
+    from sklearn_overseg.synthesis.flaws import synthesize_flaws
 
     n_checked = 0
     for seed in seeds:
@@ -151,7 +151,7 @@ def _assert_no_split_dropped(gt, seeds=(0, 1, 2)):
 
 
 def test_recall_of_synthesised_splits_on_synthetic_tissue():
-    from sklearn_overseg.datasets import make_tissue
+    from sklearn_overseg.synthesis.datasets import make_tissue
 
     _assert_no_split_dropped(make_tissue((48, 96, 96), cell_size=(24, 24, 24), random_state=3))
     _assert_no_split_dropped(
@@ -169,7 +169,7 @@ def test_recall_of_synthesised_splits_on_real_tissue(plant_tissue, plant_ovule, 
 
 
 def test_empty_volume_and_foreign_index():
-    from sklearn_overseg.cells import CellIndex
+    from sklearn_overseg.screening.cells import CellIndex
 
     empty = np.zeros((4, 4, 4), np.uint8)
     assert len(AxialGapScreener().screen(empty)) == 0

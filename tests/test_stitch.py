@@ -9,9 +9,9 @@ import pytest
 from skimage.measure import label as label_components
 
 import sklearn_overseg.stitch as stitch_module
-from sklearn_overseg.datasets import make_tissue
 from sklearn_overseg.stitch import _numbered_per_layer, layer_id_continuity, stitch_slices
-from sklearn_overseg.synthesis import majority_labels
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.training import majority_labels
 
 
 def _strip(*layers: list[int]) -> np.ndarray:

@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import sklearn_overseg.stitched_flaws as flaws_module
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.metrics import mean_average_precision, repair_scores
+import sklearn_overseg.synthesis.stitched_flaws as flaws_module
+from sklearn_overseg.evaluation.metrics import mean_average_precision, repair_scores
 from sklearn_overseg.stitch import stitch_slices
-from sklearn_overseg.stitched_flaws import StitchedVolume, segment_layers, synthesize_stitched
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.stitched_flaws import (
+    StitchedVolume,
+    segment_layers,
+    synthesize_stitched,
+)
 
 _PERFECT = {"min_area": 0, "miss_rate": 0, "boundary_rate": 0, "cut_rate": 0}
 
@@ -316,7 +320,7 @@ def test_docstring_examples_run():
 
 def test_stitched_screener_is_the_shipped_models_screening():
     from sklearn_overseg import load_pretrained
-    from sklearn_overseg.stitched_flaws import stitched_screener
+    from sklearn_overseg.synthesis.stitched_flaws import stitched_screener
 
     shipped = load_pretrained().screener_
     assert repr(stitched_screener()) == repr(shipped)

@@ -1,4 +1,4 @@
-"""Tests of training-data synthesis (sklearn_overseg.synthesis)."""
+"""Tests of training-data synthesis (sklearn_overseg.synthesis.training)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import GroupKFold
 
-from sklearn_overseg.candidates import PairGeometry
-from sklearn_overseg.datasets import make_tissue
-from sklearn_overseg.screening import AxialGapScreener
-from sklearn_overseg.synthesis import label_candidates, majority_labels, make_training_table
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.candidates import PairGeometry
+from sklearn_overseg.synthesis.datasets import make_tissue
+from sklearn_overseg.synthesis.training import (
+    label_candidates,
+    majority_labels,
+    make_training_table,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""napari reader: open label volumes in the formats of :mod:`sklearn_overseg.io`."""
+"""napari reader: open label volumes in the formats of :mod:`sklearn_overseg.io.volumes`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import SUPPORTED_EXTENSIONS, load_volume
+from ..io.volumes import SUPPORTED_EXTENSIONS, load_volume
 
 __all__ = ["get_reader", "read_labels"]
 

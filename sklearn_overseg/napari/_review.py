@@ -1,6 +1,6 @@
 """Undo rejected merges: rebuild a corrected volume from the merges a user accepts.
 
-:meth:`~sklearn_overseg.corrector.SegmentationCorrector.correct` returns the corrected
+:meth:`~sklearn_overseg.correction.corrector.SegmentationCorrector.correct` returns the corrected
 volume and one decision row per candidate. A reviewer then accepts or rejects each merge.
 Rather than patching the corrected volume in place (which cannot undo a merge that later
 merges built on), the output is recomputed from the *original* volume:

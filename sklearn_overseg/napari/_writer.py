@@ -1,4 +1,4 @@
-"""napari writer: save a Labels layer in the formats of :mod:`sklearn_overseg.io`."""
+"""napari writer: save a Labels layer in the formats of :mod:`sklearn_overseg.io.volumes`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import save_volume
+from ..io.volumes import save_volume
 
 __all__ = ["write_labels"]
 
