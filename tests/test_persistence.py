@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import types
 
 import numpy as np
 import pandas as pd
@@ -546,3 +547,78 @@ def test_shipped_models_pass_the_load_checks():
     for kind in ("axial", "contact"):
         model = load_pretrained(kind=kind)
         assert 0 <= (model.threshold if not isinstance(model.threshold, dict) else 0.5) <= 1
+
+
+# ------------------------------------------------------- modules of before the re-layout
+def _old_names() -> list[tuple[str, str]]:
+    """``(old module, name)`` for every public class and function that moved."""
+    import importlib
+
+    from sklearn_overseg.io._moved import MOVED_MODULES
+
+    pairs = []
+    for old in sorted(MOVED_MODULES):
+        candidates = set()
+        for new in {MOVED_MODULES[old], *_split_targets(old)}:
+            module = importlib.import_module(new)
+            candidates |= {
+                name
+                for name, obj in vars(module).items()
+                if not name.startswith("_")
+                and isinstance(obj, type | types.FunctionType)
+                and obj.__module__ == new
+            }
+        pairs += [(old, name) for name in sorted(candidates)]
+    return pairs
+
+
+def _split_targets(old: str) -> set[str]:
+    from sklearn_overseg.io._moved import SPLIT_MODULES
+
+    return set(SPLIT_MODULES.get(old, {}).values())
+
+
+@pytest.mark.parametrize(("old", "name"), _old_names(), ids="{0[0]}:{0[1]}".format)
+def test_names_of_before_the_relayout_resolve_to_the_same_objects(old, name):
+    from sklearn_overseg.io._moved import moved_module
+
+    obj = persistence._resolve(f"{old}:{name}", "class")
+    assert obj.__name__ == name and obj.__module__ == moved_module(old, name) != old
+
+
+def test_the_relayout_alias_cannot_leave_the_allowlist():
+    from sklearn_overseg.io._moved import MOVED_MODULES, SPLIT_MODULES
+
+    targets = set(MOVED_MODULES.values()) | {
+        new for split in SPLIT_MODULES.values() for new in split.values()
+    }
+    assert all(new.startswith("sklearn_overseg.") for new in targets)
+    assert all(old.startswith("sklearn_overseg.") for old in MOVED_MODULES)
+
+
+@pytest.mark.parametrize("kind", ["default", "contact"])
+def test_shipped_models_saved_with_the_old_module_names_load_the_same(kind, tmp_path):
+    """A model saved before the re-layout (class strings of the old flat modules) loads."""
+    import shutil
+
+    from sklearn_overseg.io._moved import MOVED_MODULES, SPLIT_MODULES
+    from sklearn_overseg.pretrained import PRETRAINED_DIR
+
+    shipped = PRETRAINED_DIR.parent / kind
+    old_dir = tmp_path / kind
+    shutil.copytree(shipped, old_dir)
+    back = {new: old for old, new in MOVED_MODULES.items()}
+    back |= {new: old for old, split in SPLIT_MODULES.items() for new in split.values()}
+    text = (shipped / CONFIG_NAME).read_text(encoding="utf-8")
+    for new in sorted(back, key=len, reverse=True):
+        text = text.replace(f'"{new}:', f'"{back[new]}:')
+    assert '"sklearn_overseg.contact:' in text and '"sklearn_overseg.screening.' not in text
+    (old_dir / CONFIG_NAME).write_text(text, encoding="utf-8")
+
+    def classes(est):
+        params = est.get_params(deep=True).values()
+        return [type(v) for v in (est, *params) if hasattr(v, "get_params")]
+
+    new_model, old_model = load_estimator(shipped), load_estimator(old_dir)
+    assert classes(old_model) == classes(new_model)
+    assert repr(old_model) == repr(new_model)

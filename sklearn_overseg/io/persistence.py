@@ -11,6 +11,9 @@ The estimator tree
 Each estimator becomes a JSON node ``{"__kind__": "estimator", "class": "module:qualname",
 "params": {...}, "state": {...}, "hook": bool}``:
 
+* ``class`` names are mapped from the modules of before the re-layout into stage
+  subpackages (``sklearn_overseg.contact`` is now ``sklearn_overseg.screening.contact``,
+  see :mod:`sklearn_overseg.io._moved`), so older models load.
 * ``class`` must live in a module under an allowlisted prefix (:data:`ALLOWED_MODULES`:
   ``sklearn`` and ``sklearn_overseg``) and must be found again under exactly that name on
   load (so a re-exported name such as ``sklearn.base:np`` cannot smuggle in other code);
@@ -79,6 +82,8 @@ import numpy as np
 import sklearn
 from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch
+
+from ._moved import moved_module
 
 __all__ = [
     "ALLOWED_MODULES",
@@ -273,6 +278,10 @@ def _resolve(name: Any, what: str) -> Any:
     if not isinstance(name, str) or name.count(":") != 1:
         raise ValueError(f"Invalid {what} reference {name!r} in the model config.")
     module_name, qualname = name.split(":")
+    # A model saved before the package was grouped by stage names the old modules
+    # (``sklearn_overseg.contact``); only sklearn_overseg names are mapped, so the
+    # allowlist below still sees what is imported.
+    module_name = moved_module(module_name, qualname)
     if not _module_allowed(module_name):
         raise ValueError(
             f"Refusing to load {what} {name!r}: module {module_name!r} is not in the "
