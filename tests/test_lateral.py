@@ -10,7 +10,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
-import sklearn_overseg.screening.lateral as lateral_module
+import sklearn_overseg.features.lateral as lateral_features_module
+import sklearn_overseg.screening.lateral as lateral_screening_module
 from sklearn_overseg.features.lateral import LATERAL_FEATURES, LateralFeatures
 from sklearn_overseg.screening.cells import CellIndex
 from sklearn_overseg.screening.lateral import LateralScreener, lateral_pairs
@@ -283,6 +284,7 @@ def test_features_bad_input_and_unfitted():
     np.testing.assert_array_equal(threads, LateralFeatures().fit_transform(table))
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(lateral_module, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", [lateral_screening_module, lateral_features_module])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
