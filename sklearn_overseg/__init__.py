@@ -13,7 +13,7 @@ _EXPORTS = {
     "BaseScreener": "screening.axial",
     "ContactScreener": "screening.contact",
     "CombinedScreener": "screening.contact",
-    "reslice_pair": "screening.contact",
+    "reslice_pair": "screening.reslice",
     "CellContextFeatures": "features.context",
     "InterfaceFeatures": "features.interface",
     "KindClassifier": "classification.dispatch",

@@ -10,19 +10,14 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
-import sklearn_overseg.screening.contact as _contact
+import sklearn_overseg.screening.reslice as _reslice
 from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
 from sklearn_overseg.features.overlap_topology import OverlapTopologyFeatures
 from sklearn_overseg.screening.axial import AxialGapScreener
 from sklearn_overseg.screening.candidates import CANDIDATE_COLUMNS, PairGeometry
 from sklearn_overseg.screening.cells import CellIndex
-from sklearn_overseg.screening.contact import (
-    CombinedScreener,
-    ContactScreener,
-    cell_centroids,
-    contact_pairs,
-    reslice_pair,
-)
+from sklearn_overseg.screening.contact import CombinedScreener, ContactScreener, contact_pairs
+from sklearn_overseg.screening.reslice import cell_centroids, reslice_pair
 
 # ------------------------------------------------------------------ fixtures
 
@@ -489,7 +484,7 @@ def test_plant_tissue_adjacency_and_tilted_cuts(plant_tissue):
 def test_sampler_matches_scipy_affine_transform():
     from scipy import ndimage as ndi
 
-    from sklearn_overseg.screening.contact import _sample_nearest
+    from sklearn_overseg.screening.reslice import _sample_nearest
 
     rng = np.random.default_rng(1)
     codes = rng.integers(0, 3, size=(9, 11, 10)).astype(np.uint8)
@@ -510,7 +505,7 @@ def test_sampler_matches_scipy_affine_transform():
 
 
 def _old_hull_points(
-    self: _contact._PairBox, origin: np.ndarray, normal: np.ndarray, half_width: float | None
+    self: _reslice._PairBox, origin: np.ndarray, normal: np.ndarray, half_width: float | None
 ) -> np.ndarray:
     """Voxels holding every extreme of A ∪ B along any direction, physical (n, 3).
 
@@ -596,9 +591,9 @@ def _old_reslice(
     half_width = None if max_layers is None else (max_layers + margin[0] + 1e-3) * step
     points = _old_hull_points(box, origin, normal, half_width)
     coords = (points - origin) @ basis.T / step - shift
-    s_lo, s_hi = _contact._span(coords[:, 0], margin[0])
-    i_lo, i_hi = _contact._span(coords[:, 1], margin[1])
-    j_lo, j_hi = _contact._span(coords[:, 2], margin[2])
+    s_lo, s_hi = _reslice._span(coords[:, 0], margin[0])
+    i_lo, i_hi = _reslice._span(coords[:, 1], margin[1])
+    j_lo, j_hi = _reslice._span(coords[:, 2], margin[2])
     if max_layers is not None:
         s_lo, s_hi = max(s_lo, -max_layers), min(s_hi, max_layers)
     s_lo, s_hi = min(s_lo, -1), max(s_hi, 1)
@@ -607,7 +602,7 @@ def _old_reslice(
     # voxel coordinates of the crop.
     base = (
         origin
-        + (s_lo + _contact._TIE_BIAS) * step * normal
+        + (s_lo + _reslice._TIE_BIAS) * step * normal
         + (i_lo + shift[1]) * step * u
         + (j_lo + shift[2]) * step * v
     )
@@ -615,8 +610,8 @@ def _old_reslice(
     offset = base / spacing - box.start
     sampled = _old_sample_nearest(box.padded, matrix, offset, shape)
     zero = -s_lo
-    a, dropped_a = _contact._trim(sampled[:zero] == codes[0], keep_last=True)
-    b, _ = _contact._trim(sampled[zero + 1 :] == codes[1], keep_last=False)
+    a, dropped_a = _reslice._trim(sampled[:zero] == codes[0], keep_last=True)
+    b, _ = _reslice._trim(sampled[zero + 1 :] == codes[1], keep_last=False)
     # A cell one layer thin across the plane lives only on the reference layer; removing
     # it would leave nothing, so that side keeps it and the gap shrinks to 0.
     kept = None
@@ -676,10 +671,10 @@ def _assert_same_tables(ref: pd.DataFrame, new: pd.DataFrame) -> None:
 
 def _reference_screen(monkeypatch, volume, spacing, **params) -> pd.DataFrame:
     with monkeypatch.context() as patch:
-        patch.setattr(_contact._PairBox, "hull_points", _old_hull_points)
-        patch.setattr(_contact, "_sample_nearest", _old_sample_nearest)
-        patch.setattr(_contact, "_in_plane_axes", _old_in_plane_axes)
-        patch.setattr(_contact, "_reslice", _old_reslice)
+        patch.setattr(_reslice._PairBox, "hull_points", _old_hull_points)
+        patch.setattr(_reslice, "_sample_nearest", _old_sample_nearest)
+        patch.setattr(_reslice, "_in_plane_axes", _old_in_plane_axes)
+        patch.setattr(_reslice, "_reslice", _old_reslice)
         return ContactScreener(**params).screen(volume, spacing=spacing)
 
 
