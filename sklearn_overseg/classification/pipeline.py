@@ -182,7 +182,9 @@ def make_default_pipeline(
     return pipeline if given else request_sample_weight(pipeline)
 
 
-def make_lateral_pipeline(classifier=None, *, n_ensemble: int = 1, random_state=None) -> Pipeline:
+def make_lateral_pipeline(
+    classifier=None, *, context: bool = False, n_ensemble: int = 1, random_state=None
+) -> Pipeline:
     """Features of lateral candidates (pieces sharing a layer) followed by a classifier.
 
     Parameters
@@ -224,13 +226,22 @@ def make_lateral_pipeline(classifier=None, *, n_ensemble: int = 1, random_state=
     from ..features.lateral import LateralFeatures
 
     random_state = _check_random_state_param(random_state)
+    features = LateralFeatures()
+    if context:
+        from sklearn.pipeline import FeatureUnion
+
+        from ..features.context import CellContextFeatures
+
+        features = FeatureUnion(
+            [("lateral", LateralFeatures()), ("context", CellContextFeatures())]
+        )
     if classifier is not None:
-        return Pipeline([("features", LateralFeatures()), ("clf", classifier)])
+        return Pipeline([("features", features), ("clf", classifier)])
     if isinstance(random_state, np.random.RandomState):
         random_state = int(random_state.randint(_SEED_MAX))
     pipeline = Pipeline(
         [
-            ("features", LateralFeatures()),
+            ("features", features),
             ("scale", StandardScaler()),
             ("clf", _default_classifier(n_ensemble, random_state)),
         ]
