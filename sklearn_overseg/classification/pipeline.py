@@ -194,6 +194,11 @@ def make_lateral_pipeline(
         on standardised features (the lateral features mix fractions with layer counts).
         On stitched training volumes (GroupKFold over volumes) it reached ROC AUC 0.983,
         as gradient boosting did (0.984), and unlike boosting it is saved without pickle.
+    context : bool, default=False
+        Also compute :class:`~sklearn_overseg.features.context.CellContextFeatures`
+        (size and truncation of the pair relative to the volume's typical cell): the
+        ``features`` step becomes a :class:`~sklearn.pipeline.FeatureUnion` of
+        ``lateral`` and ``context``.
     n_ensemble : int, default=1
         With the default classifier, average this many MLPs from different seeds.
     random_state : int, RandomState instance or None, default=None
@@ -205,8 +210,9 @@ def make_lateral_pipeline(
     Returns
     -------
     pipeline : Pipeline
-        Steps ``features`` (:class:`~sklearn_overseg.features.lateral.LateralFeatures`),
-        ``scale`` (only with the default classifier) and ``clf``.
+        Steps ``features`` (:class:`~sklearn_overseg.features.lateral.LateralFeatures`,
+        or a union with the context features), ``scale`` (only with the default
+        classifier) and ``clf``.
 
     Notes
     -----
