@@ -84,7 +84,7 @@ def main() -> None:
         screener=stitched_screener(args.max_gap),
         classifier=KindClassifier(
             axial=make_default_pipeline(n_ensemble=args.ensemble, random_state=0),
-            lateral=make_lateral_pipeline(n_ensemble=args.ensemble, random_state=0),
+            lateral=make_lateral_pipeline(context=True, n_ensemble=args.ensemble, random_state=0),
         ),
         threshold={"axial": args.threshold_axial, "lateral": args.threshold_lateral},
         z_subsample=(1, 4),

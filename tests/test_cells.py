@@ -52,6 +52,23 @@ def test_empty_volume_allowed_in_index():
     assert len(index) == 0
 
 
+def test_typical_cell_ignores_fragments():
+    # Three cells of 8 layers x 100 px and ten one-layer fragments of 4 px: a plain median
+    # over labels would say cells are one layer tall.
+    vol = np.zeros((10, 40, 40), dtype=np.int32)
+    for i in range(3):
+        vol[1:9, 0:10, 10 * i : 10 * i + 10] = i + 1
+    for j in range(10):
+        vol[9, 30:32, 4 * j : 4 * j + 2] = 10 + j
+    index = CellIndex.from_volume(vol)
+    assert float(np.median(index.z_last - index.z_first + 1)) == 1.0
+    assert index.typical_cell() == (8.0, 800.0)
+
+
+def test_typical_cell_of_empty_volume():
+    assert CellIndex.from_volume(np.zeros((2, 3, 3), dtype=np.uint8)).typical_cell() == (0.0, 0.0)
+
+
 @pytest.mark.parametrize(
     ("bad", "error", "match"),
     [

@@ -213,6 +213,31 @@ def test_feature_names_and_pandas_output():
     assert LateralFeatures().fit(table).transform(table.iloc[:0]).shape == (0, 19)
 
 
+@pytest.mark.parametrize("classifier", [None, "logistic"])
+def test_lateral_pipeline_with_context_adds_the_context_block(classifier):
+    from sklearn.linear_model import LogisticRegression
+
+    from sklearn_overseg.classification.pipeline import make_lateral_pipeline
+    from sklearn_overseg.features.context import CellContextFeatures
+
+    table = LateralScreener().screen(_cut_and_neighbours())
+    clf = LogisticRegression() if classifier else None
+    plain = make_lateral_pipeline(clf, random_state=0)
+    with_context = make_lateral_pipeline(clf, context=True, random_state=0)
+    assert isinstance(plain.named_steps["features"], LateralFeatures)
+    features = with_context.named_steps["features"].set_output(transform="pandas")
+    frame = features.fit_transform(table)
+    names = list(frame.columns)
+    context_names = CellContextFeatures().fit(table).get_feature_names_out()
+    assert names == [f"lateral__{n}" for n in LATERAL_FEATURES] + [
+        f"context__{n}" for n in context_names
+    ]
+    assert np.isfinite(frame.to_numpy()).all()
+    np.testing.assert_allclose(
+        frame.filter(like="lateral__").to_numpy(), _features(_cut_and_neighbours())
+    )
+
+
 def test_a_cut_cross_section_gains_iou_and_distinct_neighbours_lose_it():
     f = _features(_cut_and_neighbours())
     cut, neighbours = f.loc["0:1-2:lateral"], f.loc["0:3-4:lateral"]

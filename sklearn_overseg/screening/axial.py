@@ -582,6 +582,7 @@ def build_table(
     else:
         geoms = [None] * len(pairs)
     kinds = [kind] * len(pairs)
+    ref_layers, ref_voxels = index.typical_cell()
     table = pd.DataFrame(
         {
             "volume": volume_id,
@@ -601,8 +602,8 @@ def build_table(
             ),
             "voxels_a": index.voxel_counts[pos_a],
             "voxels_b": index.voxel_counts[pos_b],
-            "ref_layers": float(np.median(index.z_last - index.z_first + 1)),
-            "ref_voxels": float(np.median(index.voxel_counts)),
+            "ref_layers": ref_layers,
+            "ref_voxels": ref_voxels,
             "geometry": pd.Series(geoms, dtype=object).to_numpy(),
         },
         index=pd.Index(candidate_ids(volume_id, cell_a, cell_b, kinds), name="candidate"),

@@ -5,8 +5,9 @@ table be split with ``GroupKFold(groups=table["volume"])``, cached, shipped to j
 or Dask workers, and concatenated across volumes.
 
 ``voxels_a``/``voxels_b`` are the cells' sizes, and ``ref_layers``/``ref_voxels`` the
-median z-extent and size of all cells of the volume: a scale that lets a model ask
-whether A and B together would make an unusually tall or large cell.
+z-extent and size of the volume's typical cell (medians weighted by voxel count, see
+:meth:`~sklearn_overseg.screening.cells.CellIndex.typical_cell`): a scale that lets a
+model ask whether A and B together would make an unusually tall or large cell.
 
 Each row carries a :class:`PairGeometry` in its ``geometry`` column: the per-layer 2D
 masks of cell A and cell B, cropped to one common in-plane frame and ordered along the

@@ -28,6 +28,13 @@ _DIRECT_MAX_ID = 1 << 22
 _SLAB_VOXELS = 1 << 22
 
 
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value below which half of the total weight lies (lower weighted median)."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2.0)])
+
+
 def _count_labels(volume: np.ndarray, length: int) -> np.ndarray:
     """Voxels per id, counted in z-slabs so memory stays small for large volumes."""
     per_layer = max(1, volume.shape[1] * volume.shape[2])
@@ -127,6 +134,28 @@ class CellIndex:
     def z_last(self) -> np.ndarray:
         """Last z layer of each cell (inclusive)."""
         return self.bboxes[:, 1] - 1
+
+    def typical_cell(self) -> tuple[float, float]:
+        """Height (layers) and size (voxels) of the cell a typical voxel belongs to.
+
+        Both are medians weighted by voxel count. A plain median over labels is pulled
+        down by the many one-layer fragments a stitched per-slice segmentation leaves
+        (on such volumes the median label is often one layer tall, whatever the true
+        cell height); weighting by voxels keeps the scale of the cells that hold the
+        tissue.
+
+        Returns
+        -------
+        layers, voxels : float
+            ``(0.0, 0.0)`` for a volume without cells.
+        """
+        if len(self.labels) == 0:
+            return 0.0, 0.0
+        weights = self.voxel_counts.astype(np.float64)
+        heights = (self.z_last - self.z_first + 1).astype(np.float64)
+        return _weighted_median(heights, weights), _weighted_median(
+            self.voxel_counts.astype(np.float64), weights
+        )
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         """Row of each id in the index arrays; -1 for ids that are absent (and for 0).
