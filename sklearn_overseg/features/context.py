@@ -9,8 +9,9 @@ blanked layer inside one cell:
   to the largest mask of the same cell.
 - **Size.** Two pieces of one cell add up to about one typical cell; two stacked cells
   add up to about two. ``height_ratio`` and ``volume_ratio`` compare the merged pair with
-  the volume's median cell (``ref_layers``, ``ref_voxels`` columns written by the
-  screener), so they are scale-free.
+  the volume's typical cell (``ref_layers``, ``ref_voxels`` columns written by the
+  screener: medians weighted by voxel count, so that the one-layer fragments of a
+  stitched segmentation do not shrink the scale), so they are scale-free.
 
 This block is an addition to the paper; drop it in a grid search (``features__context``
 set to ``"drop"``) to measure what it brings.
@@ -70,9 +71,9 @@ class CellContextFeatures(TransformerMixin, BaseEstimator):
 
     Output columns: ``layers_a``, ``layers_b`` (non-empty layers), ``taper_a``,
     ``taper_b`` (facing mask area / largest mask area of the cell), ``height_ratio``
-    (z-extent of A∪B including the gap / median z-extent of the volume's cells),
+    (z-extent of A∪B including the gap / the typical cell's z-extent, ``ref_layers``),
     ``height_a_ratio``, ``height_b_ratio``, ``volume_ratio`` ((voxels A + voxels B) /
-    median cell voxels) and ``size_balance`` (smaller / larger voxel count).
+    ``ref_voxels``) and ``size_balance`` (smaller / larger voxel count).
 
     ``X`` is a candidate table, not a numeric array (the estimator tags say
     ``two_d_array=False``). Nothing is learned but the table's columns.
@@ -97,7 +98,7 @@ class CellContextFeatures(TransformerMixin, BaseEstimator):
     >>> context[["layers_a", "height_ratio", "volume_ratio", "size_balance"]].round(3)
                  layers_a  height_ratio  volume_ratio  size_balance
     candidate
-    0:1-2:axial       3.0         2.333           2.0          0.75
+    0:1-2:axial       3.0         2.333          1.75          0.75
     """
 
     _parameter_constraints: ClassVar[dict] = {}
