@@ -30,8 +30,10 @@ Issue targets: precision >= 0.95, recall >= 0.85.
 
 Run from the repository root::
 
-    python benchmarks/accuracy_contact.py --model /tmp/model_contact \
+    python benchmarks/accuracy_contact.py [--model FOLDER] \
         [--data FOLDER] [--write docs/accuracy_contact.md [--overwrite]]
+
+``--model`` defaults to the shipped contact model (``sklearn_overseg/models/contact``).
 
 The real data is found through ``OVERSEG_DATA_DIR`` or ``shared/data`` beside the checkout
 unless ``--data`` names it.
@@ -58,6 +60,7 @@ from train_contact import TILTED_FRACTION, TISSUE_SPLIT_Y, training_volumes  # n
 
 from sklearn_overseg.evaluation.metrics import mean_average_precision, pair_scores  # noqa: E402
 from sklearn_overseg.io.persistence import load_estimator, load_metadata  # noqa: E402
+from sklearn_overseg.pretrained import CONTACT_DIR  # noqa: E402
 from sklearn_overseg.screening.cells import CellIndex  # noqa: E402
 from sklearn_overseg.screening.contact import contact_pairs  # noqa: E402
 from sklearn_overseg.synthesis.flaws import synthesize_flaws  # noqa: E402
@@ -284,7 +287,9 @@ def summarise(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_option(parser)
-    parser.add_argument("--model", type=Path, default=Path("/tmp/model_contact"))
+    parser.add_argument(
+        "--model", type=Path, default=CONTACT_DIR, help="model directory (default: shipped)"
+    )
     parser.add_argument("--write", type=Path, default=None, help="write the tables (Markdown)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()

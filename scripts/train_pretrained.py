@@ -22,7 +22,8 @@ The recipe (also in ``docs/model_card.md``):
 - screening: axial gaps of 0-3 layers and pieces that share a layer (lateral), touching
   or one pixel apart in-plane, or one in the other's footprint;
 - axial features: Geo-Wasserstein (paper statistics), overlap topology, cell context,
-  gap; lateral features: :class:`sklearn_overseg.features.lateral.LateralFeatures`;
+  gap; lateral features: :class:`sklearn_overseg.features.lateral.LateralFeatures` and
+  the cell context (``make_lateral_pipeline(context=True)``);
 - classifiers: per kind, a soft vote of paper MLPs (128-64-32, dropout 0.3) with seeds
   0..n-1 (``--ensemble``), thresholds per kind (``--threshold-axial``,
   ``--threshold-lateral``).

@@ -176,11 +176,14 @@ def test_reads_the_screeners_columns():
     assert set(CONTEXT_COLUMNS) <= set(table.columns)
     out = CellContextFeatures().set_output(transform="pandas").fit_transform(table)
     rows = out.set_axis(pd.MultiIndex.from_arrays([table["cell_a"], table["cell_b"]]))
-    # Median extent of the cells is 6 layers; median size 6 * 36 = 216 voxels.
-    assert rows.loc[(1, 2), "height_ratio"] == pytest.approx(11 / 6)
-    assert rows.loc[(4, 5), "height_ratio"] == pytest.approx(18 / 6)
-    assert rows.loc[(1, 2), "volume_ratio"] == pytest.approx(360 / 216)
-    assert rows.loc[(4, 5), "volume_ratio"] == pytest.approx(648 / 216)
+    # The typical cell is the one the median voxel lies in: the stacked cells (9 layers,
+    # 9 * 36 = 324 voxels) hold 648 of the 1224 voxels, and the plain median label (6
+    # layers) is not the scale.
+    assert table["ref_layers"].eq(9.0).all() and table["ref_voxels"].eq(324.0).all()
+    assert rows.loc[(1, 2), "height_ratio"] == pytest.approx(11 / 9)
+    assert rows.loc[(4, 5), "height_ratio"] == pytest.approx(18 / 9)
+    assert rows.loc[(1, 2), "volume_ratio"] == pytest.approx(360 / 324)
+    assert rows.loc[(4, 5), "volume_ratio"] == pytest.approx(648 / 324)
     assert rows.loc[(2, 3), "size_balance"] == pytest.approx(180 / 216)
     # Untapered columns: the facing masks are as large as the largest.
     assert (rows[["taper_a", "taper_b"]] == 1.0).all().all()
