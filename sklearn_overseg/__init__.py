@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "AxialGapScreener": "screening.axial",
-    "BaseScreener": "screening.axial",
+    "BaseScreener": "screening.base",
     "ContactScreener": "screening.contact",
     "CombinedScreener": "screening.contact",
     "reslice_pair": "screening.reslice",

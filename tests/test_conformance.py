@@ -45,7 +45,8 @@ from sklearn_overseg.features.geo_wasserstein import GeoWassersteinFeatures
 from sklearn_overseg.features.interface import InterfaceFeatures
 from sklearn_overseg.features.lateral import LateralFeatures
 from sklearn_overseg.features.overlap_topology import OverlapTopologyFeatures
-from sklearn_overseg.screening.axial import AxialGapScreener, BaseScreener
+from sklearn_overseg.screening.axial import AxialGapScreener
+from sklearn_overseg.screening.base import BaseScreener
 from sklearn_overseg.screening.contact import CombinedScreener, ContactScreener
 from sklearn_overseg.screening.lateral import LateralScreener
 from sklearn_overseg.synthesis.training import make_training_table

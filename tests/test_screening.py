@@ -186,3 +186,23 @@ def test_axial_pairs_with_huge_ids():
     vol[vol == 2] = 2**62 + 2
     table = AxialGapScreener().screen(vol)
     assert table[["cell_a", "cell_b", "gap"]].values.tolist() == [[2**62, 2**62 + 2, 1]]
+
+
+def test_build_table_needs_a_geometry_unless_told_not_to_cut():
+    from sklearn_overseg.screening.axial import screen_axial_pairs
+    from sklearn_overseg.screening.base import build_table
+    from sklearn_overseg.screening.cells import CellIndex
+
+    vol = np.zeros((5, 6, 6), dtype=np.uint16)
+    vol[0:2, 1:5, 1:5] = 1
+    vol[3:5, 1:5, 1:5] = 2
+    index = CellIndex.from_volume(vol)
+    pairs = screen_axial_pairs(index, min_gap=0, max_gap=1)
+    assert len(pairs) == 1
+    with pytest.raises(ValueError, match="geometry function"):
+        build_table(index, pairs, volume_id="v", kind="axial", spacing=(1.0, 1.0, 1.0))
+    table = build_table(
+        index, pairs, volume_id="v", kind="axial", spacing=(1.0, 1.0, 1.0), with_geometry=False
+    )
+    assert table["geometry"].isna().all() and table.index.tolist() == ["v:1-2:axial"]
+    assert (table[["ref_layers", "ref_voxels"]].to_numpy() == [2.0, 32.0]).all()

@@ -39,13 +39,8 @@ from joblib import Parallel, delayed
 
 from .._validation import check_label_volume, check_lazy_label_volume, effective_n_jobs
 from ..io.volumes import read_region
-from ..screening.axial import (
-    AxialGapScreener,
-    build_table,
-    cut_axial_geometry,
-    pairs_in_block,
-    sort_pairs,
-)
+from ..screening.axial import AxialGapScreener, cut_axial_geometry, pairs_in_block, sort_pairs
+from ..screening.base import build_table
 from ..screening.cells import _DIRECT_MAX_ID, CellIndex
 from .canvas import ArrayCanvas, LazyCanvas
 from .interpolation import interpolate_masks

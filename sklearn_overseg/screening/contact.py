@@ -34,7 +34,8 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._validation import MIN_ROWS_PER_WORKER, check_label_volume, effective_n_jobs
-from .axial import AxialGapScreener, BaseScreener, build_table
+from .axial import AxialGapScreener
+from .base import BaseScreener, build_table
 from .candidates import concat_tables, empty_candidate_table
 from .cells import CellIndex
 from .lateral import LateralScreener

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils._param_validation import Interval
 
-from .axial import BaseScreener, build_table
+from .base import BaseScreener, build_table
 from .candidates import PairGeometry
 from .cells import CellIndex
 
