@@ -226,6 +226,7 @@ def test_lateral_pipeline_with_context_adds_the_context_block(classifier):
     with_context = make_lateral_pipeline(clf, context=True, random_state=0)
     assert isinstance(plain.named_steps["features"], LateralFeatures)
     features = with_context.named_steps["features"].set_output(transform="pandas")
+    assert features.n_jobs == 1  # never ship the masks to worker processes
     frame = features.fit_transform(table)
     names = list(frame.columns)
     context_names = CellContextFeatures().fit(table).get_feature_names_out()
