@@ -151,11 +151,10 @@ class CellIndex:
         """
         if len(self.labels) == 0:
             return 0.0, 0.0
-        weights = self.voxel_counts.astype(np.float64)
+        voxels = self.voxel_counts.astype(np.float64)
         heights = (self.z_last - self.z_first + 1).astype(np.float64)
-        return _weighted_median(heights, weights), _weighted_median(
-            self.voxel_counts.astype(np.float64), weights
-        )
+        # Each cell weighs its voxel count: the size's median weighs sizes by themselves.
+        return _weighted_median(heights, voxels), _weighted_median(voxels, voxels)
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         """Row of each id in the index arrays; -1 for ids that are absent (and for 0).
